@@ -1,0 +1,210 @@
+// Package testproc runs parts of a test binary as real child processes.
+//
+// Cross-process behaviour in shmkit is tested with real processes: the test
+// binary re-executes itself with an environment variable naming a registered
+// child function, which runs instead of the tests. A package opts in with
+//
+//	func TestMain(m *testing.M) { testproc.Main(m) }
+//
+// and registers children in init or at package level:
+//
+//	var child = testproc.Register("ring-consumer", func(args []string) error { ... })
+//
+// Tests start them with testproc.Start / Run and may SIGKILL them at will.
+package testproc
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const envChild = "SHMKIT_TEST_CHILD"
+
+// ChildFunc is the body of a child process. Returning a non-nil error makes
+// the child print it to stderr and exit with status 1.
+type ChildFunc func(args []string) error
+
+var (
+	mu       sync.Mutex
+	children = map[string]ChildFunc{}
+)
+
+// Child names a registered child function.
+type Child string
+
+// Register records fn under name and returns a handle for starting it.
+// Registering the same name twice panics (a programming error in tests).
+func Register(name string, fn ChildFunc) Child {
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := children[name]; dup {
+		panic("testproc: child registered twice: " + name)
+	}
+	children[name] = fn
+	return Child(name)
+}
+
+// IsChild reports whether this process is running as a child.
+func IsChild() bool { return os.Getenv(envChild) != "" }
+
+// Main runs the registered child named by the environment, or the tests.
+func Main(m *testing.M) {
+	if name := os.Getenv(envChild); name != "" {
+		mu.Lock()
+		fn := children[name]
+		mu.Unlock()
+		if fn == nil {
+			fmt.Fprintf(os.Stderr, "testproc: no child named %q\n", name)
+			os.Exit(2)
+		}
+		var args []string
+		if a := os.Getenv(envChild + "_ARGS"); a != "" {
+			args = strings.Split(a, "\x1f")
+		}
+		if err := fn(args); err != nil {
+			fmt.Fprintf(os.Stderr, "child %s: %v\n", name, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// Proc is a running child.
+type Proc struct {
+	Cmd    *exec.Cmd
+	name   string
+	out    *syncBuffer
+	done   chan struct{}
+	err    error
+	waited atomic.Bool
+}
+
+// Command prepares (does not start) child c with args. The caller may set
+// ExtraFiles, Env additions or Stdin on the returned Cmd before Start.
+func (c Child) Command(t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(),
+		envChild+"="+string(c),
+		envChild+"_ARGS="+strings.Join(args, "\x1f"))
+	// A child must not outlive a test binary that was killed.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
+// Start starts child c with args; the child is killed at test cleanup if it
+// is still running.
+func (c Child) Start(t testing.TB, args ...string) *Proc {
+	t.Helper()
+	return StartCmd(t, c.Command(t, args...))
+}
+
+// StartCmd starts a command prepared by Child.Command.
+func StartCmd(t testing.TB, cmd *exec.Cmd) *Proc {
+	t.Helper()
+	p := &Proc{Cmd: cmd, name: envName(cmd), out: &syncBuffer{}, done: make(chan struct{})}
+	if cmd.Stdout == nil {
+		cmd.Stdout = p.out
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = p.out
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("testproc: start %s: %v", p.name, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		select {
+		case <-p.done:
+		default:
+			_ = cmd.Process.Kill()
+			<-p.done
+		}
+	})
+	return p
+}
+
+// Run starts child c and waits for it, failing the test if it fails.
+func (c Child) Run(t testing.TB, args ...string) string {
+	t.Helper()
+	p := c.Start(t, args...)
+	if err := p.Wait(2 * time.Minute); err != nil {
+		t.Fatalf("child %s %q: %v\n%s", c, args, err, p.Output())
+	}
+	return p.Output()
+}
+
+// Pid returns the child's process ID.
+func (p *Proc) Pid() int { return p.Cmd.Process.Pid }
+
+// Wait waits up to timeout for the child to exit and returns its exit error.
+// A child still running after timeout is killed and an error returned.
+func (p *Proc) Wait(timeout time.Duration) error {
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		_ = p.Cmd.Process.Kill()
+		<-p.done
+		return fmt.Errorf("testproc: %s still running after %v (killed)", p.name, timeout)
+	}
+}
+
+// Done is closed when the child has exited.
+func (p *Proc) Done() <-chan struct{} { return p.done }
+
+// Kill sends SIGKILL and waits for the child to be reaped.
+func (p *Proc) Kill() {
+	_ = p.Cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Output returns what the child wrote to stdout and stderr so far.
+func (p *Proc) Output() string { return p.out.String() }
+
+func envName(cmd *exec.Cmd) string {
+	for _, e := range cmd.Env {
+		if v, ok := strings.CutPrefix(e, envChild+"="); ok {
+			return v
+		}
+	}
+	return cmd.Path
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var nameSeq atomic.Uint64
+
+// UniqueName returns a name unique to this process and call, safe to use for
+// POSIX shm objects from parallel tests and fuzz workers:
+// "shmkit-test-<prefix>-<pid>-<n>".
+func UniqueName(prefix string) string {
+	return fmt.Sprintf("shmkit-test-%s-%d-%d", prefix, os.Getpid(), nameSeq.Add(1))
+}

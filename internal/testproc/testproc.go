@@ -92,8 +92,16 @@ type Proc struct {
 // ExtraFiles, Env additions or Stdin on the returned Cmd before Start.
 func (c Child) Command(t testing.TB, args ...string) *exec.Cmd {
 	t.Helper()
+	return c.Cmd(args...)
+}
+
+// Cmd is Command for callers that have no testing.TB (runnable examples,
+// harnesses such as shmtest).
+func (c Child) Cmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(),
+		// A -race binary sleeps 1s at exit by default; children exit often.
+		"GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"),
 		envChild+"="+string(c),
 		envChild+"_ARGS="+strings.Join(args, "\x1f"))
 	// A child must not outlive a test binary that was killed.
@@ -111,20 +119,10 @@ func (c Child) Start(t testing.TB, args ...string) *Proc {
 // StartCmd starts a command prepared by Child.Command.
 func StartCmd(t testing.TB, cmd *exec.Cmd) *Proc {
 	t.Helper()
-	p := &Proc{Cmd: cmd, name: envName(cmd), out: &syncBuffer{}, done: make(chan struct{})}
-	if cmd.Stdout == nil {
-		cmd.Stdout = p.out
+	p, err := Launch(cmd)
+	if err != nil {
+		t.Fatalf("%v", err)
 	}
-	if cmd.Stderr == nil {
-		cmd.Stderr = p.out
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("testproc: start %s: %v", p.name, err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
 		select {
 		case <-p.done:
@@ -134,6 +132,27 @@ func StartCmd(t testing.TB, cmd *exec.Cmd) *Proc {
 		}
 	})
 	return p
+}
+
+// Launch starts a command prepared by Child.Cmd or Child.Command without a
+// testing.TB: nothing kills the child at test cleanup, so the caller must
+// Kill or Wait it.
+func Launch(cmd *exec.Cmd) (*Proc, error) {
+	p := &Proc{Cmd: cmd, name: envName(cmd), out: &syncBuffer{}, done: make(chan struct{})}
+	if cmd.Stdout == nil {
+		cmd.Stdout = p.out
+	}
+	if cmd.Stderr == nil {
+		cmd.Stderr = p.out
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("testproc: start %s: %w", p.name, err)
+	}
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
+	return p, nil
 }
 
 // Run starts child c and waits for it, failing the test if it fails.

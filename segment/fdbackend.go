@@ -1,0 +1,279 @@
+package segment
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+
+	"golang.org/x/sys/unix"
+)
+
+// shmDir is where glibc's shm_open puts POSIX shared memory objects.
+const shmDir = "/dev/shm/"
+
+// objectPath is the filesystem path of a posix or file spec.
+func objectPath(sp Spec) string {
+	if sp.Backend == BackendPOSIX {
+		return shmDir + sp.Name
+	}
+	return sp.Path
+}
+
+// createPath creates a posix or file object exclusively, sizes it and maps it.
+func createPath(sp Spec, size int, o options) (*Segment, error) {
+	path := objectPath(sp)
+	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, uint32(o.mode))
+	if err != nil {
+		return nil, pathErr("create", sp, err)
+	}
+	f := os.NewFile(uintptr(fd), path)
+	seg, err := initNewFile(sp, f, size, o)
+	if err != nil {
+		f.Close()
+		// We made it, so it is ours to take back; nobody can have been
+		// handed a valid object yet.
+		_ = unix.Unlink(path)
+		return nil, err
+	}
+	return seg, nil
+}
+
+// initNewFile sets the mode of a freshly created object, sizes it and maps it.
+func initNewFile(sp Spec, f *os.File, size int, o options) (*Segment, error) {
+	fd := int(f.Fd())
+	// fchmod after the exclusive create: open's mode is filtered by the
+	// umask, fchmod's is not.
+	if err := unix.Fchmod(fd, uint32(o.mode)); err != nil {
+		return nil, pathErr("create", sp, fmt.Errorf("fchmod: %w", err))
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		return nil, pathErr("create", sp, fmt.Errorf("ftruncate %d: %w", size, err))
+	}
+	if err := reserve(sp, fd, size, o); err != nil {
+		return nil, err
+	}
+	return mapFile(sp, f, size, o, "create")
+}
+
+// reserve allocates the backing store of a new object when WithPopulate
+// asks for it. ftruncate only sets the size: on a full tmpfs the first touch
+// of an unbacked page is SIGBUS, and MAP_POPULATE reports no errors. With
+// fallocate a full /dev/shm fails Create with ENOSPC instead.
+func reserve(sp Spec, fd, size int, o options) error {
+	if !o.populate {
+		return nil
+	}
+	if err := unix.Fallocate(fd, 0, 0, int64(size)); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
+		return pathErr("create", sp, fmt.Errorf("fallocate %d: %w", size, err))
+	}
+	return nil
+}
+
+// mapFile maps size bytes of f and wraps the result in a Segment that owns f.
+func mapFile(sp Spec, f *os.File, size int, o options, op string) (*Segment, error) {
+	prot, flags := mapFlags(o)
+	data, err := unix.Mmap(int(f.Fd()), 0, size, prot, flags)
+	if err != nil {
+		return nil, pathErr(op, sp, fmt.Errorf("mmap %d bytes: %w", size, err))
+	}
+	return &Segment{spec: sp, readOnly: o.readOnly, data: data, file: f}, nil
+}
+
+// sizeOf returns the size of the regular file behind f, refusing anything
+// that is not a regular file or is empty. It is what keeps Open from mapping
+// past the end of an object.
+func sizeOf(sp Spec, f *os.File, op string) (int, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return 0, pathErr(op, sp, fmt.Errorf("fstat: %w", err))
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return 0, pathErr(op, sp, fmt.Errorf("not a regular file (mode %#o): %w", st.Mode, fs.ErrInvalid))
+	}
+	if st.Size == 0 {
+		return 0, pathErr(op, sp, ErrEmptyObject)
+	}
+	if st.Size < 0 || uint64(st.Size) > uint64(maxInt) {
+		return 0, pathErr(op, sp, fmt.Errorf("size %d does not fit in an int: %w", st.Size, fs.ErrInvalid))
+	}
+	return int(st.Size), nil
+}
+
+const maxInt = int(^uint(0) >> 1)
+
+// openFile checks f's real size and maps all of it. On error f is closed.
+func openFile(sp Spec, f *os.File, o options, op string) (*Segment, error) {
+	size, err := sizeOf(sp, f, op)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	seg, err := mapFile(sp, f, size, o, op)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return seg, nil
+}
+
+func openPath(sp Spec, o options) (*Segment, error) {
+	path := objectPath(sp)
+	flags := unix.O_RDWR
+	if o.readOnly {
+		flags = unix.O_RDONLY
+	}
+	// O_NOFOLLOW: a symlink planted at the name is refused (ELOOP), not
+	// followed to whatever it points at.
+	fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, pathErr("open", sp, err)
+	}
+	return openFile(sp, os.NewFile(uintptr(fd), path), o, "open")
+}
+
+func createMemfd(sp Spec, size int, o options) (*Segment, error) {
+	fd, err := unix.MemfdCreate(sp.Name, unix.MFD_ALLOW_SEALING|unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, pathErr("create", sp, fmt.Errorf("memfd_create: %w", err))
+	}
+	f := os.NewFile(uintptr(fd), "/memfd:"+sp.Name)
+	// The memfd's mode (0777 from the kernel) matters to anyone who reaches
+	// it through /proc/PID/fd; give it the requested mode like the others.
+	if err := unix.Fchmod(fd, uint32(o.mode)); err != nil {
+		f.Close()
+		return nil, pathErr("create", sp, fmt.Errorf("fchmod: %w", err))
+	}
+	if err := unix.Ftruncate(fd, int64(size)); err != nil {
+		f.Close()
+		return nil, pathErr("create", sp, fmt.Errorf("ftruncate %d: %w", size, err))
+	}
+	if err := reserve(sp, fd, size, o); err != nil {
+		f.Close()
+		return nil, err
+	}
+	// Once sized, nobody may change the size (a shrink would make every
+	// mapper take SIGBUS) or lift the seals.
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, memfdSeals); err != nil {
+		f.Close()
+		return nil, pathErr("create", sp, fmt.Errorf("seal: %w", err))
+	}
+	seg, err := mapFile(sp, f, size, o, "create")
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return seg, nil
+}
+
+// memfdSeals are the seals every memfd segment carries.
+const memfdSeals = unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_SEAL
+
+// openMemfd finds a memfd named sp.Name among this process's descriptors.
+func openMemfd(sp Spec, o options) (*Segment, error) {
+	fd, err := findMemfd(sp.Name)
+	if err != nil {
+		return nil, pathErr("open", sp, err)
+	}
+	return openDup(sp, fd, o)
+}
+
+// findMemfd returns a descriptor of this process that refers to a memfd
+// named name. Several descriptors of the same memfd are fine; descriptors of
+// different memfds with the same name are ambiguous.
+func findMemfd(name string) (int, error) {
+	const dir = "/proc/self/fd"
+	d, err := os.Open(dir)
+	if err != nil {
+		return -1, fmt.Errorf("memfd lookup needs %s: %w", dir, err)
+	}
+	names, err := d.Readdirnames(-1)
+	d.Close()
+	if err != nil {
+		return -1, fmt.Errorf("memfd lookup: read %s: %w", dir, err)
+	}
+	want := "/memfd:" + name + " (deleted)"
+	found, foundIno := -1, uint64(0)
+	for _, n := range names {
+		fd, err := strconv.Atoi(n)
+		if err != nil {
+			continue
+		}
+		link, err := os.Readlink(dir + "/" + n)
+		if err != nil || link != want {
+			continue // includes the directory's own fd, already closed
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) != nil {
+			continue
+		}
+		if found >= 0 && st.Ino != foundIno {
+			return -1, fmt.Errorf("descriptors %d and %d are different memfds both named %q; open one by fd:N", found, fd, name)
+		}
+		if found < 0 || fd < found {
+			found, foundIno = fd, st.Ino
+		}
+	}
+	if found < 0 {
+		return -1, fmt.Errorf("no descriptor of this process is a memfd named %q "+
+			"(a memfd has no namespace: pass it by descriptor, through exec.Cmd.ExtraFiles or Send/Receive): %w",
+			name, fs.ErrNotExist)
+	}
+	return found, nil
+}
+
+func openFD(sp Spec, o options) (*Segment, error) {
+	return openDup(sp, sp.FD, o)
+}
+
+// openDup maps the object behind fd through a duplicate of it, so the
+// caller keeps fd and the Segment owns (and closes) only its duplicate.
+//
+// For a read-only open the "duplicate" is a new O_RDONLY open of the same
+// object through /proc/self/fd, so that File() cannot be used (or passed
+// on) to write either. Where that is refused (no /proc, or the object's mode
+// does not let us open it although we were handed a descriptor) it falls
+// back to a plain duplicate; the mapping is PROT_READ either way.
+func openDup(sp Spec, fd int, o options) (*Segment, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		if errors.Is(err, unix.EBADF) {
+			err = fmt.Errorf("descriptor %d is not open: %w", fd, fs.ErrNotExist)
+		}
+		return nil, pathErr("open", sp, err)
+	}
+	// Checked before anything else: reopening a FIFO or a device below
+	// could block or have side effects.
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, pathErr("open", sp, fmt.Errorf("descriptor %d is not a regular file (mode %#o): %w", fd, st.Mode, fs.ErrInvalid))
+	}
+	if o.readOnly {
+		rfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err == nil {
+			return openFile(sp, os.NewFile(uintptr(rfd), fdName(sp, fd)), o, "open")
+		}
+	}
+	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return nil, pathErr("open", sp, err)
+	}
+	f := os.NewFile(uintptr(nfd), fdName(sp, fd))
+	if !o.readOnly {
+		// A descriptor opened O_RDONLY cannot back a writable shared mapping;
+		// say so instead of letting mmap report a bare EACCES.
+		fl, err := unix.FcntlInt(uintptr(nfd), unix.F_GETFL, 0)
+		if err == nil && fl&unix.O_ACCMODE == unix.O_RDONLY {
+			f.Close()
+			return nil, pathErr("open", sp, fmt.Errorf("descriptor %d is read-only; open with ReadOnly(): %w", fd, fs.ErrPermission))
+		}
+	}
+	return openFile(sp, f, o, "open")
+}
+
+func fdName(sp Spec, fd int) string {
+	if sp.Backend == BackendMemfd {
+		return "/memfd:" + sp.Name
+	}
+	return "fd:" + strconv.Itoa(fd)
+}

@@ -150,6 +150,7 @@ func (s *Segment) Close() error {
 	s.closed = true
 	var errs []error
 	if s.data != nil {
+		runUnmapHooks(s.data)
 		var err error
 		if s.sysv {
 			err = unix.SysvShmDetach(s.data)
@@ -167,6 +168,31 @@ func (s *Segment) Close() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+var (
+	hooksMu    sync.Mutex
+	unmapHooks []func(mem []byte)
+)
+
+// OnUnmap registers f to run on a mapping's bytes just before Close unmaps
+// them. It is for packages that keep process-local state about objects
+// living in segments: package sync uses it to drop robust-lock registrations
+// for locks inside the mapping, so the kernel never walks a robust list into
+// unmapped (or remapped) memory when this process exits.
+func OnUnmap(f func(mem []byte)) {
+	hooksMu.Lock()
+	defer hooksMu.Unlock()
+	unmapHooks = append(unmapHooks, f)
+}
+
+func runUnmapHooks(mem []byte) {
+	hooksMu.Lock()
+	hooks := unmapHooks
+	hooksMu.Unlock()
+	for _, f := range hooks {
+		f(mem)
+	}
 }
 
 // Create makes a new object named by spec, size bytes long and zero-filled,

@@ -1,0 +1,145 @@
+package futex
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestWaitMismatch(t *testing.T) {
+	var w uint32 = 1
+	if err := Wait(&w, 0, 0); err != ErrAgain {
+		t.Fatalf("Wait with a stale value = %v, want ErrAgain", err)
+	}
+}
+
+func TestWaitTimeout(t *testing.T) {
+	var w uint32
+	start := time.Now()
+	if err := Wait(&w, 0, 20*time.Millisecond); err != ErrTimeout {
+		t.Fatalf("Wait = %v, want ErrTimeout", err)
+	}
+	if d := time.Since(start); d < 15*time.Millisecond {
+		t.Fatalf("timed out after %v", d)
+	}
+}
+
+func TestWaitWake(t *testing.T) {
+	var w uint32
+	done := make(chan error)
+	go func() {
+		for atomic.LoadUint32(&w) == 0 {
+			err := Wait(&w, 0, 0)
+			if err != nil && err != ErrAgain && err != ErrInterrupted {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	atomic.StoreUint32(&w, 1)
+	for {
+		if _, err := Wake(&w, 1); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func TestWakeNobody(t *testing.T) {
+	var w uint32
+	if n, err := Wake(&w, 0); n != 0 || err != nil {
+		t.Fatalf("Wake = %d, %v", n, err)
+	}
+}
+
+func TestWaitContext(t *testing.T) {
+	var w uint32
+	// Deadline.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := WaitContext(ctx, &w, 0); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("deadline: %v", err)
+	}
+	// Cancel.
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	time.AfterFunc(20*time.Millisecond, cancel2)
+	start := time.Now()
+	if err := WaitContext(ctx2, &w, 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancel: %v", err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("cancel took %v", d)
+	}
+	// Already done.
+	if err := WaitContext(ctx2, &w, 0); !errors.Is(err, context.Canceled) {
+		t.Fatalf("done ctx: %v", err)
+	}
+	// Mismatch and timeout.
+	w = 3
+	if err := WaitContext(context.Background(), &w, 0); err != ErrAgain {
+		t.Fatalf("mismatch (no Done): %v", err)
+	}
+	ctx3, cancel3 := context.WithCancel(context.Background())
+	defer cancel3()
+	if err := WaitContext(ctx3, &w, 0); err != ErrAgain {
+		t.Fatalf("mismatch: %v", err)
+	}
+	if err := WaitContextTimeout(ctx3, &w, 3, 10*time.Millisecond); err != ErrTimeout {
+		t.Fatalf("timeout: %v", err)
+	}
+	// Woken.
+	var v uint32
+	got := make(chan error, 1)
+	go func() {
+		for atomic.LoadUint32(&v) == 0 {
+			if err := WaitContext(ctx3, &v, 0); err != nil && err != ErrAgain && err != ErrInterrupted {
+				got <- err
+				return
+			}
+		}
+		got <- nil
+	}()
+	atomic.StoreUint32(&v, 1)
+	for {
+		Wake(&v, 0)
+		select {
+		case err := <-got:
+			if err != nil {
+				t.Fatal(err)
+			}
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+func TestPollFallback(t *testing.T) {
+	var w uint32
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(30*time.Millisecond, cancel)
+	if err := pollWait(ctx, &w, 0, -1, false); !errors.Is(err, context.Canceled) {
+		t.Fatalf("pollWait cancel: %v", err)
+	}
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel2()
+	if err := pollWait(ctx2, &w, 0, 30*time.Millisecond, true); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("pollWait deadline: %v", err)
+	}
+}
+
+func BenchmarkWakeNobody(b *testing.B) {
+	var w uint32
+	for b.Loop() {
+		Wake(&w, 1)
+	}
+}

@@ -1,0 +1,204 @@
+package futex
+
+import (
+	"context"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+func errnoErr(e unix.Errno) error {
+	switch e {
+	case 0:
+		return nil
+	case unix.EAGAIN:
+		return ErrAgain
+	case unix.EINTR:
+		return ErrInterrupted
+	case unix.ETIMEDOUT:
+		return ErrTimeout
+	}
+	return e
+}
+
+// Wait blocks while *addr == val, until a FUTEX_WAKE on addr, a signal, or
+// timeout (timeout <= 0 means no timeout). It returns nil when woken, or
+// ErrAgain (value differed), ErrInterrupted, ErrTimeout, or another errno
+// (EFAULT, EINVAL) for a bad address. Any return may be spurious: callers
+// re-check their condition. addr must be 4-byte aligned and may live in a
+// shared mapping; the shared futex namespace is used.
+func Wait(addr *uint32, val uint32, timeout time.Duration) error {
+	var tsp unsafe.Pointer
+	var ts unix.Timespec
+	if timeout > 0 {
+		ts = unix.NsecToTimespec(int64(timeout))
+		tsp = unsafe.Pointer(&ts)
+	}
+	_, _, e := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), opWait, uintptr(val), uintptr(tsp), 0, 0)
+	return errnoErr(e)
+}
+
+// Wake wakes up to n waiters blocked in Wait on addr (n <= 0 wakes all) and
+// returns how many were woken.
+func Wake(addr *uint32, n int) (int, error) {
+	if n <= 0 || n > 1<<30 {
+		n = 1 << 30
+	}
+	r, _, e := unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(addr)), opWake, uintptr(n), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// waitv is struct futex_waitv.
+type waitv struct {
+	val      uint64
+	uaddr    uint64
+	flags    uint32
+	reserved uint32
+}
+
+// cancelWord is a process-local futex word that a context.AfterFunc sets to
+// 1 and wakes, interrupting a futex_waitv that also waits on it. It is heap
+// allocated and kept alive across the syscall.
+type cancelWord struct {
+	word uint32
+	vec  [2]waitv
+}
+
+var cancelPool = sync.Pool{New: func() any { return new(cancelWord) }}
+
+// waitvUnsupported latches ENOSYS from futex_waitv.
+var waitvUnsupported atomic.Bool
+
+// pollSlice bounds each FUTEX_WAIT when futex_waitv is unavailable.
+const pollSlice = 20 * time.Millisecond
+
+// WaitContext is Wait with context cancellation: it blocks while
+// *addr == val until a FUTEX_WAKE on addr or ctx is done. It returns nil on
+// a wake, ErrAgain / ErrInterrupted as Wait does, or ctx.Err() once ctx is
+// done (context.DeadlineExceeded when ctx's deadline passed, even if the
+// context's own timer has not fired yet).
+//
+// Implementation: futex_waitv (Linux 5.16+) on two words, the shared addr
+// and a process-local cancel word that a context.AfterFunc sets and wakes.
+// A ctx deadline is passed to the kernel as an absolute CLOCK_MONOTONIC
+// timeout. On older kernels it polls FUTEX_WAIT in 20 ms slices.
+func WaitContext(ctx context.Context, addr *uint32, val uint32) error {
+	return WaitContextTimeout(ctx, addr, val, 0)
+}
+
+// WaitContextTimeout is WaitContext with an additional relative timeout
+// (<= 0: none) after which it returns ErrTimeout. Robust mutex waiters use
+// it to wake periodically and check whether the holder is still alive.
+func WaitContextTimeout(ctx context.Context, addr *uint32, val uint32, timeout time.Duration) error {
+	done := ctx.Done()
+	if done == nil {
+		return Wait(addr, val, timeout)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// The earlier of ctx's deadline and the timeout bounds the wait.
+	var until time.Duration = -1
+	ctxBound := false
+	if dl, ok := ctx.Deadline(); ok {
+		until = time.Until(dl)
+		ctxBound = true
+		if until <= 0 {
+			return context.DeadlineExceeded
+		}
+	}
+	if timeout > 0 && (until < 0 || timeout < until) {
+		until = timeout
+		ctxBound = false
+	}
+	if waitvUnsupported.Load() {
+		return pollWait(ctx, addr, val, until, ctxBound)
+	}
+
+	cw := cancelPool.Get().(*cancelWord)
+	cw.word = 0
+	cw.vec[0] = waitv{val: uint64(val), uaddr: uint64(uintptr(unsafe.Pointer(addr))), flags: waitv32}
+	cw.vec[1] = waitv{val: 0, uaddr: uint64(uintptr(unsafe.Pointer(&cw.word))), flags: waitv32 | waitvPrivate}
+	stop := context.AfterFunc(ctx, func() {
+		// Setting the word before waking makes a futex_waitv that has not
+		// yet slept fail with EAGAIN instead of missing the wake.
+		atomic.StoreUint32(&cw.word, 1)
+		unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(&cw.word)), opWake|privateFlag, 1<<30, 0, 0, 0)
+	})
+
+	var tsp unsafe.Pointer
+	var ts unix.Timespec
+	if until > 0 {
+		var now unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+		ts = unix.NsecToTimespec(now.Nano() + int64(until))
+		tsp = unsafe.Pointer(&ts)
+	}
+	_, _, e := unix.Syscall6(unix.SYS_FUTEX_WAITV, uintptr(unsafe.Pointer(&cw.vec[0])), 2, 0, uintptr(tsp), uintptr(unix.CLOCK_MONOTONIC), 0)
+	runtime.KeepAlive(addr)
+	// If the AfterFunc ran or is running it may still touch cw, so cw can
+	// go back to the pool only when stop prevented it.
+	if stop() {
+		cancelPool.Put(cw)
+	}
+	if e == unix.ENOSYS {
+		waitvUnsupported.Store(true)
+		return pollWait(ctx, addr, val, until, ctxBound)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if e == unix.ETIMEDOUT && ctxBound {
+		return context.DeadlineExceeded
+	}
+	if e == 0 {
+		return nil
+	}
+	return errnoErr(e)
+}
+
+func pollWait(ctx context.Context, addr *uint32, val uint32, until time.Duration, ctxBound bool) error {
+	start := time.Now()
+	for {
+		slice := pollSlice
+		if until > 0 {
+			left := until - time.Since(start)
+			if left <= 0 {
+				if ctxBound {
+					return context.DeadlineExceeded
+				}
+				return ErrTimeout
+			}
+			slice = min(slice, left)
+		}
+		err := Wait(addr, val, slice)
+		if cerr := ctx.Err(); cerr != nil {
+			return cerr
+		}
+		if err != ErrTimeout {
+			return err
+		}
+	}
+}
+
+// SetRobustList registers head as the calling thread's robust futex list.
+// The registration belongs to the OS thread, so the caller must hold it with
+// runtime.LockOSThread for as long as the list is in use, and head must
+// never move or be freed.
+func SetRobustList(head *RobustListHead) error {
+	_, _, e := unix.RawSyscall(unix.SYS_SET_ROBUST_LIST, uintptr(unsafe.Pointer(head)), unsafe.Sizeof(*head), 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
+// Gettid returns the calling OS thread's ID.
+func Gettid() int32 { return int32(unix.Gettid()) }

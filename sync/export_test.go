@@ -1,0 +1,20 @@
+package sync
+
+import "sync/atomic"
+
+// FallbackSteals exposes the count of locks taken over through the /proc
+// fallback check, so tests can tell which detector fired.
+func FallbackSteals() uint64 { return fallbackSteals.Load() }
+
+// SetSharedListOnly forces every lock onto the shared robust list.
+func SetSharedListOnly(on bool) { sharedOnly.Store(on) }
+
+// SharedListLen returns how many locks are on the shared robust list.
+func SharedListLen() int {
+	listLock(1)
+	defer listUnlock()
+	return len(keepers.mirror)
+}
+
+// ScribbleWord overwrites m's lock word the way a hostile peer could.
+func ScribbleWord(m *Mutex, v uint32) { atomic.StoreUint32(&m.word, v) }

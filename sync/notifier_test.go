@@ -1,0 +1,81 @@
+package sync_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	shsync "github.com/shmkit/shmkit/sync"
+)
+
+func TestNotifierPolicies(t *testing.T) {
+	for _, policy := range []shsync.WaitPolicy{shsync.SpinThenPark, shsync.SpinOnly, shsync.ParkOnly} {
+		t.Run(policy.String(), func(t *testing.T) {
+			_, s := newShared(t)
+			const rounds = 500
+			done := make(chan error, 1)
+			go func() {
+				for i := uint32(1); i <= rounds; i++ {
+					if err := s.Note.Wait(context.Background(), policy, func() bool { return atomic.LoadUint32(&s.Flag) >= i }); err != nil {
+						done <- err
+						return
+					}
+					atomic.StoreUint32(&s.Flag2, i)
+					s.Note2.Notify()
+				}
+				done <- nil
+			}()
+			for i := uint32(1); i <= rounds; i++ {
+				atomic.StoreUint32(&s.Flag, i)
+				s.Note.Notify()
+				if err := s.Note2.Wait(context.Background(), policy, func() bool { return atomic.LoadUint32(&s.Flag2) >= i }); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := <-done; err != nil {
+				t.Fatal(err)
+			}
+			if s.Note.Waiters() != 0 || s.Note2.Waiters() != 0 {
+				t.Fatalf("waiters left: %d %d", s.Note.Waiters(), s.Note2.Waiters())
+			}
+		})
+	}
+}
+
+func TestNotifierCancel(t *testing.T) {
+	_, s := newShared(t)
+	never := func() bool { return false }
+	for _, policy := range []shsync.WaitPolicy{shsync.SpinThenPark, shsync.SpinOnly, shsync.ParkOnly} {
+		ctx, cancel := context.WithCancel(context.Background())
+		time.AfterFunc(20*time.Millisecond, cancel)
+		start := time.Now()
+		if err := s.Note.Wait(ctx, policy, never); !errors.Is(err, context.Canceled) {
+			t.Fatalf("%v: Wait = %v", policy, err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Fatalf("%v: cancel took %v", policy, d)
+		}
+		ctx2, cancel2 := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		if err := s.Note.Wait(ctx2, policy, never); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("%v: Wait = %v", policy, err)
+		}
+		cancel2()
+		if w := s.Note.Waiters(); w != 0 {
+			t.Fatalf("%v: %d waiters left after cancellation", policy, w)
+		}
+	}
+}
+
+// Notify with nobody parked writes nothing: the sequence word is unchanged.
+func TestNotifyWithoutWaiters(t *testing.T) {
+	_, s := newShared(t)
+	before := *(*[2]uint32)(unsafePointer(&s.Note))
+	for range 100 {
+		s.Note.Notify()
+	}
+	if after := *(*[2]uint32)(unsafePointer(&s.Note)); after != before {
+		t.Fatalf("Notifier words changed %v -> %v without waiters", before, after)
+	}
+}

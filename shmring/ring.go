@@ -1,0 +1,555 @@
+// Package shmring provides single-producer single-consumer rings in shared
+// memory: Ring[T] for fixed-size elements and ByteRing for variable-length
+// records. They are the fastest path shmkit offers between two processes: no
+// locks, no system calls while both sides are busy, and zero-copy batch
+// interfaces on both ends.
+//
+// # Design
+//
+// A ring segment has two regions after the shmkit header: a control block
+// and the slots (or bytes). The control block holds two cursors, tail (items
+// ever published) and head (items ever released), each alone on a 128-byte
+// line, two notifiers (one per direction) on lines of their own, and the two
+// role words. Cursors are free-running 64-bit counters; the capacity is a
+// power of two and a slot index is cursor & (capacity-1). The ring is empty
+// when head == tail and full when tail-head == capacity.
+//
+// Each side keeps a private copy of its own cursor (only it writes it) and
+// a cache of the other side's cursor, and reloads the other cursor only when
+// the cache says "full" (producer) or "empty" (consumer). In steady state a
+// push is a slot write plus one atomic store of tail, and one atomic load of
+// the notifier's waiter count; a pop is a slot read, a store of head and a
+// load. No allocation, no interface call, no syscall. (Go's atomic stores
+// are sequentially consistent, an XCHG on amd64: that is the price of the
+// lost-wakeup-free handshake below, and the batch calls pay it once per
+// batch instead of once per item.)
+//
+// Blocking calls (Push, Pop, PushBatch, PopBatch, ClaimWait, PeekWait, and
+// the ByteRing's Write, ReadInto, ReserveWait, ReadWait) first re-check in a
+// tight loop (WithSpin), then hand over to sync.Notifier, which yields for a
+// while and finally parks in FUTEX_WAIT with a registered waiter count.
+// Before waiting, a side also records in the control block the cursor value
+// it is waiting for (the tail it saw, or the head it needs). The other side
+// looks at the waiter count after each store of its cursor (one atomic
+// load, on a line nobody writes in steady state) and calls FUTEX_WAKE only
+// when the count is non-zero and this very store moves its cursor past the
+// recorded value: one wake per park, never one per item, and no syscall at
+// all while both sides are busy. WithWaitPolicy chooses SpinOnly (never
+// parks; yields the CPU now and then), SpinThenPark (default) or ParkOnly.
+// A fast-path operation that can proceed does so without looking at its
+// context.
+//
+// # Roles
+//
+// There is one producer and one consumer. A handle claims the producer role
+// on its first producing call (Push, TryPush, PushBatch, Claim, ...) and the
+// consumer role on its first consuming call (Pop, TryPop, PopBatch, Peek,
+// ...); Create and Open claim nothing. The role is recorded in the control
+// block as one 64-bit word, pid<<32 | low 32 bits of the holder's start
+// time (so a reused PID is not mistaken for the holder), set by CAS. A claim
+// of a role held by another live process fails with an error wrapping
+// ErrRoleTaken that names the holder; once the holder is dead (exited, or
+// SIGKILLed) the role may be taken over. One process may hold both roles,
+// through one handle or two, but two handles in one process cannot hold the
+// same role. Close releases the roles of its handle.
+//
+// # Concurrency
+//
+// A handle may be used by two goroutines at once: one calling producer
+// methods, one calling consumer methods. Producer methods must not be called
+// concurrently with each other, nor consumer methods with each other. Len,
+// Cap and Stats may be called from any goroutine. Close must not run
+// concurrently with any other method; after Close every method returns
+// ErrClosed (or false).
+//
+// # Crash semantics
+//
+// The cursors live in shared memory, so either side may be SIGKILLed at any
+// instruction and restarted (or replaced by another process, once the dead
+// holder's role is taken over):
+//
+//   - Producer: items become visible only when Publish (or Push) stores the
+//     new tail, a single atomic store after the items were written. A
+//     producer killed between Claim and Publish, or in the middle of writing
+//     an item, leaves nothing visible: the claimed slots are simply claimed
+//     again (and overwritten) by the next producer. Everything published
+//     stays in the ring.
+//   - Consumer: head moves only at Advance (or inside Pop, PopBatch). A
+//     consumer killed after Peek and before Advance sees the peeked items
+//     again when it restarts: at most the n items of its last Peek are
+//     delivered twice. Pop and PopBatch advance before returning, so a
+//     consumer killed after they return but before it has processed the
+//     items loses those items (at most one for Pop, len(buf) for PopBatch).
+//     Consumers that need at-least-once delivery use Peek, process, Advance.
+//   - Waiters: a side killed while parked leaves the notifier's waiter
+//     count one too high. Its peer then loads the recorded wait position
+//     after each store and makes at most one unneeded FUTEX_WAKE (about
+//     250 ns), when its cursor passes that position. Nothing is lost and
+//     nothing deadlocks.
+//
+// A blocked Pop or Push waits for its peer however long it takes, including
+// forever if the peer is dead and never replaced: bound it with the context,
+// and use Stats to see whether the peer is alive.
+//
+// # Never trusting the segment
+//
+// Every load of the other side's cursor is validated: tail-head must lie in
+// [0, capacity] (for the byte ring also 8-aligned), otherwise the call
+// returns an error wrapping ErrCorrupt. Slot indexes are always masked, so
+// no cursor value can index outside the slots. Byte-ring record headers are
+// validated (tag, length, bounds, not past the published tail) before a
+// record is returned. A peer that scribbles on the segment can make calls
+// fail or return wrong data; it cannot make them panic, read out of bounds,
+// or spin without bound.
+package shmring
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+
+	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/layout"
+)
+
+// Ring is a single-producer single-consumer ring of T in shared memory.
+// T must be fixed-size and pointer-free (see package layout). See the
+// package documentation for roles, concurrency and crash semantics.
+type Ring[T any] struct {
+	core
+	slots []T
+}
+
+// Region indexes of a ring segment.
+const (
+	regionControl = 0
+	regionData    = 1
+)
+
+// Create makes a ring of capacity slots of T in the segment named by spec
+// (e.g. "posix:/jobs"). capacity must be a power of two, at least 1, and the
+// slots must fit in 64 TiB. It fails with fs.ErrExist if the object exists.
+// The new ring is empty and no role is claimed.
+func Create[T any](spec string, capacity int, opts ...Option) (*Ring[T], error) {
+	cfg := buildConfig(opts)
+	t := reflect.TypeFor[T]()
+	ti, err := layout.Describe(t)
+	if err != nil {
+		return nil, err
+	}
+	if ti.Size == 0 {
+		return nil, fmt.Errorf("shmring: create %s: %w: %s has size 0", spec, ErrUnsupportedType, t)
+	}
+	if capacity <= 0 || capacity&(capacity-1) != 0 {
+		return nil, fmt.Errorf("shmring: create %s: %w: %d is not a power of two >= 1", spec, ErrCapacity, capacity)
+	}
+	if uint64(capacity) > maxCapacity || uint64(capacity) > maxDataBytes/ti.Size {
+		return nil, fmt.Errorf("shmring: create %s: %w: %d slots of %d bytes exceed the %d-byte limit", spec, ErrCapacity, capacity, ti.Size, uint64(maxDataBytes))
+	}
+	d := layout.Desc{
+		Kind:     layout.KindRing,
+		Types:    []reflect.Type{t},
+		Capacity: uint64(capacity),
+		Params:   [layout.MaxParams]uint64{0: ti.Size},
+		Regions: []layout.Region{
+			{Size: controlSize, Align: layout.LineSize},
+			{Size: uint64(capacity) * ti.Size, Align: max(ti.Align, layout.LineSize)},
+		},
+	}
+	// A fresh object is zero-filled: zero cursors, free roles, no waiters.
+	seg, err := layout.Create(spec, d, nil, cfg.layout...)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRing[T](seg, cfg)
+	if err != nil {
+		_ = seg.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// maxDataBytes bounds the slot region (layout's region limit).
+const maxDataBytes = 1 << 46
+
+// Open attaches the ring in the segment named by spec. It fails with
+// ErrTypeMismatch if the segment holds another kind or element type, and
+// with ErrCorrupt if the ring's geometry does not check out. No role is
+// claimed.
+func Open[T any](spec string, opts ...Option) (*Ring[T], error) {
+	cfg := buildConfig(opts)
+	t := reflect.TypeFor[T]()
+	if _, err := layout.Describe(t); err != nil {
+		return nil, err
+	}
+	seg, err := layout.Open(spec, layout.Expect{Kind: layout.KindRing, Types: []reflect.Type{t}}, cfg.layout...)
+	if err != nil {
+		return nil, err
+	}
+	r, err := newRing[T](seg, cfg)
+	if err != nil {
+		_ = seg.Close()
+		return nil, err
+	}
+	return r, nil
+}
+
+// newRing validates the ring geometry recorded in seg and builds a handle.
+func newRing[T any](seg *layout.Segment, cfg config) (*Ring[T], error) {
+	name := seg.Raw().Spec().String()
+	h := seg.Header()
+	size := uint64(reflect.TypeFor[T]().Size())
+	capacity, err := checkCapacity(name, h.Capacity, min(maxCapacity, maxDataBytes/size))
+	if err != nil {
+		return nil, err
+	}
+	if seg.NumRegions() != 2 || h.Params[0] != size || uint64(len(seg.Region(regionData))) != capacity*size {
+		return nil, fmt.Errorf("shmring %s: %w: %d regions, element size %d, slot region %d bytes for %d slots of %d bytes",
+			name, ErrCorrupt, seg.NumRegions(), h.Params[0], len(seg.Region(regionData)), capacity, size)
+	}
+	ctl, err := checkControl(seg)
+	if err != nil {
+		return nil, err
+	}
+	slots, err := layout.ViewSlice[T](seg, regionData, int(capacity))
+	if err != nil {
+		return nil, fmt.Errorf("shmring %s: slots: %w", name, err)
+	}
+	r := &Ring[T]{slots: slots}
+	r.core.init(seg, ctl, capacity, cfg)
+	return r, nil
+}
+
+// Cap returns the capacity in slots.
+func (r *Ring[T]) Cap() int { return int(r.cap) }
+
+// Len returns the number of published, not yet advanced items at some
+// moment during the call. Any goroutine may call it.
+func (r *Ring[T]) Len() int {
+	return int(r.length())
+}
+
+// Stats returns a snapshot of the ring's shared state.
+func (r *Ring[T]) Stats() RingStats { return r.stats(layout.KindRing) }
+
+// Segment returns the underlying segment (for tools).
+func (r *Ring[T]) Segment() *layout.Segment { return r.seg }
+
+// Close releases the roles this handle holds and unmaps the segment; the
+// object stays until segment.Remove. Slices returned by Claim and Peek must
+// not be used after Close (the memory is unmapped: using it faults). Close
+// must not run concurrently with other methods; calling it again is a no-op.
+func (r *Ring[T]) Close() error {
+	r.claimed, r.peeked = 0, 0
+	return r.close()
+}
+
+// ---- producer ----
+
+// Push appends v, blocking while the ring is full until there is room or
+// ctx is done. It claims the producer role on first use. A pending Claim is
+// dropped (its slots were not published).
+func (r *Ring[T]) Push(ctx context.Context, v T) error {
+	if r.pstate != roleHeld {
+		if err := r.claimProducer(); err != nil {
+			return err
+		}
+	}
+	t := r.tail
+	if t-r.headCache >= r.cap {
+		if err := r.waitRoom(ctx, 1); err != nil {
+			return err
+		}
+	}
+	r.slots[t&r.mask] = v
+	r.claimed = 0
+	r.publishTail(t + 1)
+	return nil
+}
+
+// TryPush appends v if there is room now and reports whether it did. It
+// reports false when the ring is full, and also when the producer role
+// cannot be claimed, the ring is closed, or the cursors are corrupt (Push
+// reports which).
+func (r *Ring[T]) TryPush(v T) bool {
+	if r.pstate != roleHeld {
+		if r.claimProducer() != nil {
+			return false
+		}
+	}
+	t := r.tail
+	if t-r.headCache >= r.cap {
+		if ok, err := r.refreshHead(1); !ok || err != nil {
+			return false
+		}
+	}
+	r.slots[t&r.mask] = v
+	r.claimed = 0
+	r.publishTail(t + 1)
+	return true
+}
+
+// Claim returns up to n free slots, contiguous in shared memory, for the
+// producer to fill in place; Publish(k) then makes the first k visible. It
+// may return fewer than n slots: when the ring is nearly full, or at the
+// wrap (call Claim again after Publish for the rest). It returns an empty
+// slice (and nil) when the ring is full; it never blocks (see ClaimWait).
+//
+// The slice aliases shared memory. It is valid for writing until the next
+// Publish, Claim, Push or Close on this handle. The consumer cannot see or
+// touch the claimed slots until they are published; slots claimed but not
+// published are reused by the next Claim. Writing through the slice after
+// Publish races with the consumer (it may be reading or, after it advanced,
+// the producer's next lap may reuse the slot): that corrupts item data but
+// never memory safety while the segment is mapped. After Close the memory
+// is unmapped and touching the slice faults.
+//
+// A producer SIGKILLed between Claim and Publish leaves nothing visible.
+func (r *Ring[T]) Claim(n int) ([]T, error) {
+	if r.pstate != roleHeld {
+		if err := r.claimProducer(); err != nil {
+			return nil, err
+		}
+	}
+	if n <= 0 {
+		r.claimed = 0
+		return r.slots[:0], nil
+	}
+	t := r.tail
+	free := r.cap - (t - r.headCache)
+	if free < uint64(n) {
+		if _, err := r.refreshHead(uint64(n)); err != nil {
+			r.claimed = 0
+			return nil, err
+		}
+		free = r.cap - (t - r.headCache)
+	}
+	i := t & r.mask
+	k := min(uint64(n), free, r.cap-i)
+	r.claimed = k
+	if crashpoint.Enabled {
+		crashpoint.Hit("ring.claimed")
+	}
+	return r.slots[i : i+k : i+k], nil
+}
+
+// ClaimWait is Claim that blocks until at least one slot is free (or ctx is
+// done). It returns at least one slot on success.
+func (r *Ring[T]) ClaimWait(ctx context.Context, n int) ([]T, error) {
+	s, err := r.Claim(n)
+	if err != nil || len(s) > 0 || n <= 0 {
+		return s, err
+	}
+	if err := r.waitRoom(ctx, 1); err != nil {
+		return nil, err
+	}
+	return r.Claim(n)
+}
+
+// Publish makes the first k slots of the last Claim visible to the consumer
+// (one atomic store) and wakes it if it is parked. The rest of the claim,
+// if any, is dropped. k must not exceed the claimed count.
+func (r *Ring[T]) Publish(k int) error {
+	if r.pstate != roleHeld {
+		if err := r.claimProducer(); err != nil {
+			return err
+		}
+	}
+	if k < 0 || uint64(k) > r.claimed {
+		return fmt.Errorf("shmring %s: %w: Publish(%d) with %d slots claimed", r.name, ErrUsage, k, r.claimed)
+	}
+	r.claimed = 0
+	if k == 0 {
+		return nil
+	}
+	if crashpoint.Enabled {
+		crashpoint.Hit("ring.publishing")
+	}
+	r.publishTail(r.tail + uint64(k))
+	return nil
+}
+
+// PushBatch appends all of items, in order, blocking while the ring is full
+// until everything is in, ctx is done, or an error occurs. It returns how
+// many items were pushed (all of them when err is nil). Items become
+// visible in contiguous chunks as they are copied in.
+func (r *Ring[T]) PushBatch(ctx context.Context, items []T) (int, error) {
+	done := 0
+	for done < len(items) {
+		s, err := r.Claim(len(items) - done)
+		if err != nil {
+			return done, err
+		}
+		if len(s) == 0 {
+			if err := r.waitRoom(ctx, 1); err != nil {
+				return done, err
+			}
+			continue
+		}
+		copy(s, items[done:])
+		if err := r.Publish(len(s)); err != nil {
+			return done, err
+		}
+		done += len(s)
+	}
+	return done, nil
+}
+
+// ---- consumer ----
+
+// Pop removes and returns the oldest item, blocking while the ring is empty
+// until an item arrives or ctx is done. It claims the consumer role on
+// first use. A pending Peek is dropped. The item is released before Pop
+// returns: a consumer killed after Pop returns loses that item (use Peek and
+// Advance for at-least-once delivery).
+func (r *Ring[T]) Pop(ctx context.Context) (T, error) {
+	var v T
+	if r.cstate != roleHeld {
+		if err := r.claimConsumer(); err != nil {
+			return v, err
+		}
+	}
+	h := r.head
+	if h == r.tailCache {
+		if err := r.waitData(ctx, h); err != nil {
+			return v, err
+		}
+	}
+	v = r.slots[h&r.mask]
+	r.peeked = 0
+	r.releaseHead(h + 1)
+	return v, nil
+}
+
+// TryPop removes and returns the oldest item if there is one. It reports
+// false when the ring is empty, and also when the consumer role cannot be
+// claimed, the ring is closed, or the cursors are corrupt (Pop reports
+// which).
+func (r *Ring[T]) TryPop() (T, bool) {
+	var v T
+	if r.cstate != roleHeld {
+		if r.claimConsumer() != nil {
+			return v, false
+		}
+	}
+	h := r.head
+	if h == r.tailCache {
+		if ok, err := r.refreshTail(h); !ok || err != nil {
+			return v, false
+		}
+	}
+	v = r.slots[h&r.mask]
+	r.peeked = 0
+	r.releaseHead(h + 1)
+	return v, true
+}
+
+// Peek returns up to n of the oldest published items, contiguous in shared
+// memory, without removing them; Advance(k) then releases the first k. It
+// may return fewer than n (at the wrap, call Peek again after Advance), and
+// an empty slice when the ring is empty; it never blocks (see PeekWait).
+// Calling Peek again without Advance returns the same items (and possibly
+// more).
+//
+// The slice aliases shared memory and is valid until the next Advance, Pop,
+// TryPop, PopBatch or Close on this handle. The producer does not write
+// peeked slots until they are advanced. Reading through the slice after
+// Advance races with the producer, which may already be overwriting the
+// slots with new items: the data read is then garbage, but memory safety
+// holds while the segment is mapped. After Close the memory is unmapped
+// and touching the slice faults.
+//
+// A consumer SIGKILLed between Peek and Advance leaves the items in the
+// ring: whoever consumes next sees them again.
+func (r *Ring[T]) Peek(n int) ([]T, error) {
+	if r.cstate != roleHeld {
+		if err := r.claimConsumer(); err != nil {
+			return nil, err
+		}
+	}
+	if n <= 0 {
+		r.peeked = 0
+		return r.slots[:0], nil
+	}
+	h := r.head
+	avail := r.tailCache - h
+	if avail < uint64(n) {
+		if _, err := r.refreshTail(h); err != nil {
+			r.peeked = 0
+			return nil, err
+		}
+		avail = r.tailCache - h
+	}
+	i := h & r.mask
+	k := min(uint64(n), avail, r.cap-i)
+	r.peeked = k
+	if crashpoint.Enabled {
+		crashpoint.Hit("ring.peeked")
+	}
+	return r.slots[i : i+k : i+k], nil
+}
+
+// PeekWait is Peek that blocks until at least one item is available (or
+// ctx is done). It returns at least one item on success.
+func (r *Ring[T]) PeekWait(ctx context.Context, n int) ([]T, error) {
+	s, err := r.Peek(n)
+	if err != nil || len(s) > 0 || n <= 0 {
+		return s, err
+	}
+	if err := r.waitData(ctx, r.head); err != nil {
+		return nil, err
+	}
+	return r.Peek(n)
+}
+
+// Advance releases the first k items of the last Peek (one atomic store)
+// and wakes the producer if it is parked. k must not exceed the peeked
+// count. The remaining peeked items stay in the ring; Peek returns them
+// again.
+func (r *Ring[T]) Advance(k int) error {
+	if r.cstate != roleHeld {
+		if err := r.claimConsumer(); err != nil {
+			return err
+		}
+	}
+	if k < 0 || uint64(k) > r.peeked {
+		return fmt.Errorf("shmring %s: %w: Advance(%d) with %d items peeked", r.name, ErrUsage, k, r.peeked)
+	}
+	r.peeked = 0
+	if k == 0 {
+		return nil
+	}
+	if crashpoint.Enabled {
+		crashpoint.Hit("ring.advancing")
+	}
+	r.releaseHead(r.head + uint64(k))
+	return nil
+}
+
+// PopBatch blocks until at least one item is available (or ctx is done),
+// then removes up to len(buf) items into buf and returns how many. Items are
+// released before PopBatch returns (see Pop about crashes).
+func (r *Ring[T]) PopBatch(ctx context.Context, buf []T) (int, error) {
+	if len(buf) == 0 {
+		return 0, nil
+	}
+	s, err := r.PeekWait(ctx, len(buf))
+	if err != nil {
+		return 0, err
+	}
+	n := copy(buf, s)
+	if n < len(buf) && uint64(n) == r.cap-(r.head&r.mask) {
+		// The batch wraps: take the part at the start of the slots too,
+		// and release both with one store.
+		h2 := r.head + uint64(n)
+		avail := r.tailCache - h2
+		n2 := min(uint64(len(buf)-n), avail)
+		n += copy(buf[n:], r.slots[:n2])
+	}
+	r.peeked = 0
+	if crashpoint.Enabled {
+		crashpoint.Hit("ring.advancing")
+	}
+	r.releaseHead(r.head + uint64(n))
+	return n, nil
+}

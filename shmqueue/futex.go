@@ -1,0 +1,494 @@
+package shmqueue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/layout"
+	"github.com/shmkit/shmkit/sync"
+)
+
+var errESRCH error = unix.ESRCH
+
+// futexQueue is the process-local handle of the futex backend.
+type futexQueue[T any] struct {
+	ctl     *control
+	slots   []slot[T]
+	mask    uint64
+	cap     uint64
+	members []member
+	policy  sync.WaitPolicy
+	spin    time.Duration // spin budget before parking
+
+	self uint64  // this process's owner word
+	me   *member // this handle's member record
+	deadState
+}
+
+func initFutex[T any](s *layout.Segment, cp uint64) error {
+	slots, err := layout.ViewSlice[slot[T]](s, 1, int(cp))
+	if err != nil {
+		return err
+	}
+	for i := range slots {
+		slots[i].seq.Store(uint64(i))
+	}
+	return nil
+}
+
+// obstacle says why a claim could not be made and what to wait for.
+type obstacle uint8
+
+const (
+	obNone  obstacle = iota
+	obPark           // full (producer) or empty (consumer): park until a change
+	obStuck          // the slot is claimed by a peer that has not finished
+)
+
+// snapshot is what a waiter saw; any change to it is worth a new look.
+type snapshot struct {
+	enq, deq, seq uint64
+	slot          *atomic.Uint64
+	pos           uint64 // the cursor position the waiter is at
+}
+
+func (q *futexQueue[T]) changed(s *snapshot) bool {
+	return q.ctl.enq.Load() != s.enq || q.ctl.deq.Load() != s.deq || s.slot.Load() != s.seq
+}
+
+func corruptf(format string, args ...any) error {
+	return fmt.Errorf("shmqueue: %w: "+format, append([]any{ErrCorrupt}, args...)...)
+}
+
+// tryPush claims a run of free slots at the enqueue cursor and publishes
+// vs[:n] into them. With n == 0 it says what stands in the way.
+func (q *futexQueue[T]) tryPush(vs []T, s *snapshot) (int, obstacle, error) {
+	lane := -1
+	for {
+		e := q.ctl.enq.Load()
+		if e&closedBit != 0 {
+			q.releaseLane(lane)
+			return 0, obNone, fmt.Errorf("shmqueue: push: %w", ErrClosed)
+		}
+		pos := e
+		if pos >= posLimit-maxClaim {
+			q.releaseLane(lane)
+			return 0, obNone, corruptf("enqueue cursor %#x beyond the position range", e)
+		}
+		sl := &q.slots[pos&q.mask]
+		seq := sl.seq.Load()
+		v := seq &^ holeBit
+		switch {
+		case seq == pos:
+			n := uint64(1)
+			lim := uint64(min(len(vs), maxClaim))
+			for n < lim && q.slots[(pos+n)&q.mask].seq.Load() == pos+n {
+				n++
+			}
+			var err error
+			if lane, err = q.announce(lane, laneWord(false, pos, int(n))); err != nil {
+				return 0, obNone, err
+			}
+			if crashpoint.Enabled {
+				crashpoint.Hit("shmqueue.push-announced")
+			}
+			if !q.ctl.enq.CompareAndSwap(e, pos+n) {
+				continue
+			}
+			if crashpoint.Enabled {
+				crashpoint.Hit("shmqueue.push-claimed")
+			}
+			lost := 0
+			for i := uint64(0); i < n; i++ {
+				d := &q.slots[(pos+i)&q.mask]
+				d.val = vs[i]
+				// A CAS, not a store (the same locked instruction on x86):
+				// if a peer wrongly judged us dead and skipped the slot as a
+				// hole, say so instead of resurrecting it.
+				if !d.seq.CompareAndSwap(pos+i, pos+i+1) {
+					lost++
+				}
+				if crashpoint.Enabled && i == 0 {
+					crashpoint.Hit("shmqueue.push-published-first")
+				}
+			}
+			q.releaseLane(lane)
+			if lost > 0 {
+				return int(n), obNone, corruptf("%d of %d claimed positions from %#x were skipped as holes while this producer was alive (PID namespace mismatch?)", lost, n, pos)
+			}
+			// Parked consumers wait for the item at the dequeue cursor:
+			// only the producer of that position needs to wake them.
+			// Check the waiter count first: it sits on a line nobody writes
+			// while nobody parks, unlike the dequeue cursor.
+			if q.ctl.itemsParked.Load() != 0 && q.ctl.deq.Load() >= pos {
+				q.ctl.items.Notify()
+			}
+			return int(n), obNone, nil
+		case v > pos:
+			// Another producer claimed pos (and maybe a consumer released
+			// it since): the cursor must have moved. If not, seq is garbage.
+			if q.ctl.enq.Load() == e {
+				q.releaseLane(lane)
+				return 0, obNone, corruptf("slot %d seq %#x ahead of enqueue cursor %#x", pos&q.mask, seq, e)
+			}
+		case v == pos-q.cap+1 || seq == pos-q.cap:
+			// The slot still holds position pos-cap: published and not yet
+			// consumed (or being consumed), or not yet published.
+			q.releaseLane(lane)
+			d := q.ctl.deq.Load()
+			*s = snapshot{enq: e, deq: d, seq: seq, slot: &sl.seq, pos: pos}
+			if v == pos-q.cap+1 && d > pos-q.cap {
+				return 0, obStuck, nil
+			}
+			return 0, obPark, nil
+		default:
+			q.releaseLane(lane)
+			return 0, obNone, corruptf("slot %d seq %#x impossible at enqueue cursor %#x", pos&q.mask, seq, e)
+		}
+	}
+}
+
+// tryPop claims a run of published slots at the dequeue cursor and copies
+// their items (skipping holes) into out. With n == 0 and no error it says
+// what stands in the way.
+func (q *futexQueue[T]) tryPop(out []T, s *snapshot) (int, obstacle, error) {
+	lane := -1
+	for {
+		pos := q.ctl.deq.Load()
+		if pos >= posLimit {
+			q.releaseLane(lane)
+			return 0, obNone, corruptf("dequeue cursor %#x beyond the position range", pos)
+		}
+		sl := &q.slots[pos&q.mask]
+		seq := sl.seq.Load()
+		v := seq &^ holeBit
+		switch {
+		case v == pos+1:
+			n := uint64(1)
+			lim := uint64(min(len(out), maxClaim))
+			for n < lim && q.slots[(pos+n)&q.mask].seq.Load()&^holeBit == pos+n+1 {
+				n++
+			}
+			var err error
+			if lane, err = q.announce(lane, laneWord(true, pos, int(n))); err != nil {
+				return 0, obNone, err
+			}
+			if crashpoint.Enabled {
+				crashpoint.Hit("shmqueue.pop-announced")
+			}
+			if !q.ctl.deq.CompareAndSwap(pos, pos+n) {
+				continue
+			}
+			if crashpoint.Enabled {
+				crashpoint.Hit("shmqueue.pop-claimed")
+			}
+			got, lost := 0, 0
+			for i := uint64(0); i < n; i++ {
+				d := &q.slots[(pos+i)&q.mask]
+				sq := d.seq.Load()
+				if sq&holeBit == 0 {
+					out[got] = d.val
+					got++
+				}
+				// A CAS for the same reason as in tryPush: a slot released
+				// behind our back may have been overwritten while we copied.
+				if !d.seq.CompareAndSwap(sq, pos+i+q.cap) {
+					lost++
+				}
+				if crashpoint.Enabled && i == 0 {
+					crashpoint.Hit("shmqueue.pop-released-first")
+				}
+			}
+			q.releaseLane(lane)
+			lane = -1
+			if lost > 0 {
+				return 0, obNone, corruptf("%d of %d claimed positions from %#x were released by a peer while this consumer was alive (PID namespace mismatch?)", lost, n, pos)
+			}
+			// Parked producers wait for the slot at the enqueue cursor,
+			// which is one of ours only if they have wrapped onto it.
+			if q.ctl.slotsParked.Load() != 0 && q.ctl.enq.Load()&^closedBit >= pos+q.cap {
+				q.ctl.slots.Notify()
+			}
+			if got == 0 {
+				continue // all holes: look again
+			}
+			return got, obNone, nil
+		case v > pos+1:
+			if q.ctl.deq.Load() == pos {
+				q.releaseLane(lane)
+				return 0, obNone, corruptf("slot %d seq %#x ahead of dequeue cursor %#x", pos&q.mask, seq, pos)
+			}
+		case seq == pos || v == pos+1-q.cap:
+			// Not yet published, or the previous round's item is still
+			// being consumed (then nothing can be claimed at pos).
+			q.releaseLane(lane)
+			lane = -1 // released: another goroutine may take it now
+			e := q.ctl.enq.Load()
+			ep := e &^ closedBit
+			switch {
+			case ep > pos && seq != pos:
+				// The previous round's consumer may have released the slot
+				// and a producer claimed pos since we read seq.
+				if sl.seq.Load() != seq {
+					continue
+				}
+				return 0, obNone, corruptf("dequeue cursor %#x, enqueue cursor %#x, slot %d seq %#x", pos, e, pos&q.mask, seq)
+			case ep < pos:
+				return 0, obNone, corruptf("dequeue cursor %#x ahead of enqueue cursor %#x", pos, e)
+			case ep-pos > q.cap:
+				// Producers never get more than cap ahead of consumers; the
+				// dequeue cursor may have moved since we read it.
+				if q.ctl.deq.Load() != pos {
+					continue
+				}
+				return 0, obNone, corruptf("enqueue cursor %#x more than capacity %d ahead of dequeue cursor %#x", e, q.cap, pos)
+			case ep > pos:
+				*s = snapshot{enq: e, deq: pos, seq: seq, slot: &sl.seq, pos: pos}
+				return 0, obStuck, nil
+			case e&closedBit != 0:
+				return 0, obNone, fmt.Errorf("shmqueue: pop: %w", ErrClosed)
+			}
+			*s = snapshot{enq: e, deq: pos, seq: seq, slot: &sl.seq, pos: pos}
+			return 0, obPark, nil
+		default:
+			q.releaseLane(lane)
+			return 0, obNone, corruptf("slot %d seq %#x impossible at dequeue cursor %#x", pos&q.mask, seq, pos)
+		}
+	}
+}
+
+// push pushes all of vs (block) or as much as fits now (!block: ErrFull if
+// not all of it).
+func (q *futexQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error) {
+	done := 0
+	var s snapshot
+	for done < len(vs) {
+		n, ob, err := q.tryPush(vs[done:], &s)
+		done += n
+		if err != nil {
+			return done, err
+		}
+		if n > 0 {
+			continue
+		}
+		if ob == obStuck && !block && q.repairPop(&s) {
+			continue
+		}
+		if !block {
+			return done, fmt.Errorf("shmqueue: push: %w", ErrFull)
+		}
+		if err := q.wait(ctx, &q.ctl.slots, s, ob, false); err != nil {
+			return done, err
+		}
+	}
+	return done, nil
+}
+
+// pop pops at least one item into out (block), or what is there now.
+func (q *futexQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error) {
+	var s snapshot
+	for {
+		n, ob, err := q.tryPop(out, &s)
+		if n > 0 || err != nil {
+			return n, err
+		}
+		if ob == obStuck && !block && q.repairPush(&s) {
+			continue
+		}
+		if !block {
+			return 0, fmt.Errorf("shmqueue: pop: %w", ErrEmpty)
+		}
+		if err := q.wait(ctx, &q.ctl.items, s, ob, true); err != nil {
+			return 0, err
+		}
+	}
+}
+
+// Spinning before parking: a running peer changes the state within a
+// microsecond or two, and drains or refills a whole queue in tens of
+// microseconds, while a futex sleep plus wake costs 5-60 microseconds and a
+// FUTEX_WAKE system call on the peer's side. So a waiter re-checks first
+// with a CPU pause, then yielding its P (runtime.Gosched), then yielding
+// the CPU to other processes (sched_yield, which matters when producers
+// and consumers outnumber the cores), for up to the handle's spin budget.
+const (
+	waitSpinPause = 64                    // re-checks with a CPU pause
+	waitSpinGo    = 10 * time.Microsecond // then with runtime.Gosched until this
+)
+
+// wait returns once the snapshot s may be stale (the caller looks again),
+// when ctx ends (ctx.Err()), or after a bounded park. It spins first
+// (unless the policy is ParkOnly), then parks on n with a timeout, since a
+// claimant that dies never notifies. For a stuck slot (consumer: the
+// producer that claimed it has not published; producer: the consumer that
+// claimed the previous round has not released) it checks after each
+// stuckCheck whether the claimant died, and repairs the slot if so.
+func (q *futexQueue[T]) wait(ctx context.Context, n *sync.Notifier, s snapshot, ob obstacle, consumer bool) error {
+	if q.policy != sync.ParkOnly {
+		sink := 0
+		var start time.Time
+		lastCheck := time.Duration(0)
+		for i := 0; ; i++ {
+			// Watch the slot we wait for on every round, the cursors (the
+			// peers' hottest lines: every read of them costs the next CAS
+			// a cache miss) only every 16th: they matter for rarer events
+			// (CloseWrites, another waiter taking our position).
+			if s.slot.Load() != s.seq || (i&15 == 15 && q.changed(&s)) {
+				return nil
+			}
+			if i < waitSpinPause {
+				sink += spinPause()
+				continue
+			}
+			if start.IsZero() {
+				start = time.Now()
+			}
+			el := time.Since(start)
+			if q.policy != sync.SpinOnly && el >= q.spin {
+				break
+			}
+			if el < waitSpinGo {
+				runtime.Gosched()
+			} else {
+				schedYield()
+			}
+			if el-lastCheck >= stuckCheck {
+				lastCheck = el
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				if ob == obStuck && q.repair(&s, consumer) {
+					return nil
+				}
+			}
+		}
+		_ = sink
+	}
+	interval := parkRecheck
+	if ob == obStuck {
+		interval = stuckCheck
+	}
+	// Count ourselves parked before the notifier's final re-check (inside
+	// Wait), so a peer that publishes and then sees a zero count cannot
+	// miss us: we will see what it published.
+	k, total := 1, &q.ctl.slotsParked
+	if consumer {
+		k, total = 0, &q.ctl.itemsParked
+	}
+	q.me.parked[k].Add(1)
+	total.Add(1)
+	tctx, cancel := context.WithTimeout(ctx, interval)
+	err := n.Wait(tctx, sync.ParkOnly, func() bool { return q.changed(&s) })
+	cancel()
+	total.Add(^uint64(0))
+	q.me.parked[k].Add(^uint64(0))
+	if err == nil {
+		return nil
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return cerr
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if ob == obStuck {
+		q.repair(&s, consumer)
+	}
+	return nil
+}
+
+func (q *futexQueue[T]) repair(s *snapshot, consumer bool) bool {
+	if consumer {
+		return q.repairPush(s)
+	}
+	return q.repairPop(s)
+}
+
+// repairPush turns position s.pos into a hole if the producer that claimed
+// it is dead (see the package documentation for why this cannot hit a live
+// producer). It reports whether it did.
+func (q *futexQueue[T]) repairPush(s *snapshot) bool {
+	p := s.pos
+	if s.seq != p || q.claimLive(false, p) {
+		return false
+	}
+	if crashpoint.Enabled {
+		crashpoint.Hit("shmqueue.repair-hole")
+	}
+	if !s.slot.CompareAndSwap(p, (p+1)|holeBit) {
+		return false
+	}
+	q.ctl.holes.Add(1)
+	q.ctl.items.Notify()
+	return true
+}
+
+// repairPop releases the slot of position s.pos-cap if the consumer that
+// claimed it is dead; its item is lost with that consumer.
+func (q *futexQueue[T]) repairPop(s *snapshot) bool {
+	p := s.pos - q.cap
+	if s.seq&^holeBit != p+1 || q.claimLive(true, p) {
+		return false
+	}
+	if !s.slot.CompareAndSwap(s.seq, p+q.cap) {
+		return false
+	}
+	q.ctl.reclaimed.Add(1)
+	q.ctl.slots.Notify()
+	return true
+}
+
+func (q *futexQueue[T]) closeWrites() error {
+	for {
+		e := q.ctl.enq.Load()
+		if e&closedBit != 0 || q.ctl.enq.CompareAndSwap(e, e|closedBit) {
+			break
+		}
+	}
+	q.ctl.items.Notify()
+	q.ctl.slots.Notify()
+	return nil
+}
+
+func (q *futexQueue[T]) length() int { return futexLen(q.ctl, q.cap) }
+
+func futexLen(ctl *control, cp uint64) int {
+	d := ctl.deq.Load()
+	e := ctl.enq.Load() &^ closedBit
+	if e <= d {
+		return 0
+	}
+	return int(min(e-d, cp))
+}
+
+func (q *futexQueue[T]) stats() Stats { return futexStats(q.ctl, q.members, q.cap) }
+
+func futexStats(ctl *control, members []member, cp uint64) Stats {
+	e := ctl.enq.Load()
+	s := Stats{
+		Len:             futexLen(ctl, cp),
+		Pushes:          e &^ closedBit,
+		Pops:            ctl.deq.Load(),
+		ParkedProducers: int(min(ctl.slotsParked.Load(), 1<<31)),
+		ParkedConsumers: int(min(ctl.itemsParked.Load(), 1<<31)),
+		HolesSkipped:    ctl.holes.Load(),
+		SlotsReclaimed:  ctl.reclaimed.Load(),
+		Closed:          e&closedBit != 0,
+	}
+	for i := range members {
+		if o := members[i].owner.Load(); o != 0 {
+			s.Handles++
+			if processGone(ownerPID(o), ownerStart(o)) {
+				s.DeadHandles++
+			}
+		}
+	}
+	return s
+}

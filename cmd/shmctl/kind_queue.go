@@ -1,0 +1,61 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/shmkit/shmkit/layout"
+	"github.com/shmkit/shmkit/segment"
+	"github.com/shmkit/shmkit/shmqueue"
+)
+
+// Queues. shmqueue.Inspect reads a queue's counters and member records
+// without attaching (no member record taken) whatever its element type;
+// shmctl asks it to map the segment read-only. shmqueue.Remove also removes
+// a SysV-backend queue's semaphore set, which removing only the segment
+// would leak, so rm goes through it.
+//
+// A member record whose owner died is taken over by the next Open that
+// finds no free record, and a dead participant's in-flight claim is
+// repaired (skipped as a hole, or its slot reclaimed) by whichever waiter
+// reaches it; so doctor reports dead participants but has nothing to fix.
+// (shmqueue.Stats counts dead member records but does not name their pids.)
+func init() {
+	probes[layout.KindQueue] = probe{
+		liveSpec: queueLive,
+		remove:   func(spec string) error { return shmqueue.Remove(spec) },
+	}
+}
+
+func queueLive(spec string) (*Live, error) {
+	st, err := shmqueue.Inspect(spec, shmqueue.WithLayout(
+		layout.WithSegment(segment.ReadOnly()), layout.WithInitTimeout(0)))
+	if err != nil {
+		return nil, err
+	}
+	l := &Live{
+		Len:         u64(uint64(max(st.Len, 0))),
+		In:          u64(st.Pushes),
+		Out:         u64(st.Pops),
+		Closed:      &st.Closed,
+		SyncBackend: st.Backend.String(),
+		Waiters: []Counter{
+			{Name: "producers", Value: uint64(max(st.ParkedProducers, 0))},
+			{Name: "consumers", Value: uint64(max(st.ParkedConsumers, 0))},
+		},
+		Details: []Counter{
+			{Name: "handles", Value: uint64(max(st.Handles, 0))},
+			{Name: "dead handles", Value: uint64(max(st.DeadHandles, 0))},
+			{Name: "holes skipped", Value: st.HolesSkipped},
+			{Name: "slots reclaimed", Value: st.SlotsReclaimed},
+			{Name: "lock repairs", Value: st.Repairs},
+		},
+	}
+	if st.DeadHandles > 0 {
+		l.Problems = append(l.Problems, Problem{
+			What: "dead-participant",
+			Detail: fmt.Sprintf("%d of %d member records belong to dead processes; the next Open that needs a record takes one over, and any claim they left in flight is repaired by the waiter that reaches it",
+				st.DeadHandles, st.Handles),
+		})
+	}
+	return l, nil
+}

@@ -648,3 +648,30 @@ func checkControl(s *layout.Segment) (*control, error) {
 	}
 	return ctl, nil
 }
+
+// ReleaseDeadRoles frees every role of the ring segment s whose holder has
+// died, as the next producer or consumer would when claiming it, and
+// returns the holders it released. It is for tools (shmctl doctor --fix):
+// programs never need it, because claiming a role held by a dead process
+// succeeds anyway. A role held by a live process is left alone; the cursors
+// are untouched, so a new holder resumes where the dead one stopped.
+func ReleaseDeadRoles(s *layout.Segment) ([]RoleHolder, error) {
+	if k := s.Header().Kind; k != layout.KindRing && k != layout.KindByteRing {
+		return nil, fmt.Errorf("shmring: %w: segment holds a %s, not a ring", ErrTypeMismatch, k)
+	}
+	ctl, err := checkControl(s)
+	if err != nil {
+		return nil, err
+	}
+	var released []RoleHolder
+	for _, word := range []*atomic.Uint64{&ctl.producer, &ctl.consumer} {
+		cur := word.Load()
+		if cur == 0 {
+			continue
+		}
+		if h := decodeRole(cur); !h.Alive && word.CompareAndSwap(cur, 0) {
+			released = append(released, h)
+		}
+	}
+	return released, nil
+}

@@ -11,13 +11,14 @@ import (
 // control block of a segment of any element type and validates the
 // capacity and cursors.
 //
-// A dead role holder needs no repair: the next process that produces (or
-// consumes) takes the role over by CAS when it finds the recorded holder
-// dead, and resumes from the shared cursors. So doctor reports a dead role
-// (the ring's other side will wait for a peer that will never come back
-// until one is started) but has nothing to fix.
+// A dead role holder needs no repair for the ring to work: the next process
+// that produces (or consumes) takes the role over by CAS when it finds the
+// recorded holder dead, and resumes from the shared cursors. doctor reports
+// it (the other side waits for a peer that will not come back until one is
+// started), and --fix frees the role through shmring.ReleaseDeadRoles, so
+// the segment no longer shows as stale.
 func init() {
-	p := probe{live: ringLive}
+	p := probe{live: ringLive, repair: ringRepair}
 	probes[layout.KindRing] = p
 	probes[layout.KindByteRing] = p
 }
@@ -55,11 +56,26 @@ func ringLive(s *layout.Segment) (*Live, error) {
 		l.Owners = append(l.Owners, Owner{Role: r.role, ProcInfo: ProcInfo{PID: r.h.PID, Start: uint64(r.h.StartLow), Alive: r.h.Alive}})
 		if !r.h.Alive {
 			l.Problems = append(l.Problems, Problem{
-				What: "dead-role",
+				What:    "dead-role",
+				Fixable: true,
 				Detail: fmt.Sprintf("the %s role is held by dead pid %d (%d %s in the ring); the next %s takes it over and resumes from the shared cursor",
 					r.role, r.h.PID, st.Len, unit, r.role),
 			})
 		}
 	}
 	return l, nil
+}
+
+func ringRepair(spec string) ([]string, error) {
+	s, err := layout.Open(spec, layout.Expect{Kind: layout.KindAny})
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	released, err := shmring.ReleaseDeadRoles(s)
+	var acts []string
+	for _, h := range released {
+		acts = append(acts, fmt.Sprintf("released a ring role held by dead pid %d", h.PID))
+	}
+	return acts, err
 }

@@ -99,11 +99,19 @@ func TestRingLiveStateAndDeadProducer(t *testing.T) {
 	require.Contains(t, res.stdout, fmt.Sprintf("pid %d", p.Pid()))
 	require.Regexp(t, `producer:\s+pid \d+ \(start \d+\), dead`, res.stdout)
 
-	doc := runBin(t, "doctor", "--fix", spec)
-	require.Equal(t, 1, doc.code, "nothing to fix: the next producer takes the role over")
+	doc := runBin(t, "doctor", spec)
+	require.Equal(t, 1, doc.code, "without --fix, a dead role is reported")
 	require.Contains(t, doc.stdout, spec+": dead-role: the producer role is held by dead pid "+strconv.Itoa(p.Pid()))
+	require.Contains(t, doc.stdout, "--fix repairs this")
 
-	// A new producer takes the role over; the ring is healthy again.
+	doc = runBin(t, "doctor", "--fix", spec)
+	require.Equal(t, 0, doc.code, doc.stdout+doc.stderr)
+	require.Contains(t, doc.stdout, spec+": fixed: released a ring role held by dead pid "+strconv.Itoa(p.Pid()))
+	res = runBin(t, "stat", "--json", spec)
+	require.Equal(t, 0, res.code, "repaired: no longer stale: "+res.stdout)
+	require.Equal(t, 0, runBin(t, "doctor", spec).code)
+
+	// A new producer resumes from the shared cursor after the repair.
 	pushChild.Run(t, spec, "3")
 	res = runBin(t, "stat", "--json", spec)
 	require.Equal(t, 0, res.code, res.stdout+res.stderr)

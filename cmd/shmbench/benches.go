@@ -1,0 +1,104 @@
+package main
+
+import (
+	"fmt"
+
+	"github.com/shmkit/shmkit/internal/baseline"
+)
+
+// allBenches lists every row in run order. Counts are for a full run
+// (about a second per row on an idle 2-core machine; a full run shortens
+// any row a pilot run projects beyond rowBudget); -quick divides them by
+// 10. Pipe rows come first in each group because the others are
+// compared with them.
+func allBenches() []*bench {
+	var bs []*bench
+	add := func(b *bench) { bs = append(bs, b) }
+
+	for _, size := range []int{8, 64, 1024} {
+		big := size >= 1024
+		pick := func(small, large int) int {
+			if big {
+				return large
+			}
+			return small
+		}
+		tput := func(mech, key, procs string, full int, run func(runConfig, int) (outcome, error)) {
+			add(&bench{name: fmt.Sprintf("throughput/%s/%dB", key, size), group: groupThroughput,
+				mech: mech, size: size, procs: procs, full: full, run: run})
+		}
+		tput("pipe, write(2) per message", "pipe", "2 procs", pick(1_000_000, 500_000), baselineThroughput(baseline.Pipe, size))
+		tput("pipe, 64 KiB bufio batches (stream)", "pipe-buffered", "2 procs", pick(5_000_000, 1_000_000), baselineThroughput(baseline.PipeBuffered, size))
+		tput("Unix socketpair, write(2) per message", "unix", "2 procs", pick(1_000_000, 500_000), baselineThroughput(baseline.Unix, size))
+		tput("SysV message queue", "msgq", "2 procs", pick(500_000, 300_000), baselineThroughput(baseline.Msgq, size))
+		tput("POSIX message queue", "posix-mq", "2 procs", pick(300_000, 200_000), endpointThroughput("posix-mq", size))
+		tput("Go channel (in-process bound)", "chan", "goroutines", pick(10_000_000, 2_000_000), chanThroughputFor(size))
+		tput("shmkit Ring Push/Pop", "ring", "2 procs", pick(10_000_000, 2_000_000), ringThroughput(size, "item"))
+		tput("shmkit Ring Claim/Publish, Peek/Advance (zero-copy)", "ring-batch", "2 procs", pick(20_000_000, 4_000_000), ringThroughput(size, "batch"))
+		tput("shmkit ByteRing Write/ReadInto", "bytering", "2 procs", pick(5_000_000, 2_000_000), byteRingThroughput(size))
+	}
+	for _, backend := range []string{"futex", "sysv"} {
+		full := 5_000_000
+		if backend == "sysv" {
+			full = 1_000_000
+		}
+		for _, pc := range [][2]int{{1, 1}, {2, 2}} {
+			procs := fmt.Sprintf("%dP/%dC", pc[0], pc[1])
+			add(&bench{name: fmt.Sprintf("throughput/queue-%s-%dP%dC/64B", backend, pc[0], pc[1]), group: groupThroughput,
+				mech: fmt.Sprintf("shmkit Queue (%s backend) Push/Pop", backend), size: 64, procs: procs, full: full,
+				run: queueThroughput(backend, pc[0], pc[1])})
+		}
+	}
+
+	pp := func(key, mech, procs string, full int, run func(runConfig, int) (outcome, error)) {
+		add(&bench{name: "pingpong/" + key, group: groupPingPong, mech: mech, size: 8, procs: procs, full: full, run: run})
+	}
+	pp("pipe", "pipe pair", "2 procs", 100_000, endpointPingPong("pipe"))
+	pp("unix", "Unix socketpair", "2 procs", 100_000, endpointPingPong("unix"))
+	pp("msgq", "SysV message queue", "2 procs", 100_000, endpointPingPong("msgq"))
+	pp("posix-mq", "POSIX message queues", "2 procs", 100_000, endpointPingPong("posix-mq"))
+	pp("chan", "Go channels (in-process bound)", "goroutines", 1_000_000, chanPingPong)
+	pp("spin-word", "bare shared word, spinning (floor)", "2 procs", 500_000, baselineWordPingPong(baseline.SpinPingPong))
+	pp("futex-word", "bare shared word, futex wait/wake every time", "2 procs", 100_000, baselineWordPingPong(baseline.FutexPingPong))
+	pp("ring-spin", "shmkit Ring pair, SpinOnly", "2 procs", 500_000, ringPingPong("spin"))
+	pp("ring-park", "shmkit Ring pair, ParkOnly", "2 procs", 100_000, ringPingPong("park"))
+	pp("ring-default", "shmkit Ring pair, SpinThenPark (default)", "2 procs", 500_000, ringPingPong("default"))
+	pp("queue-futex", "shmkit Queue pair, futex backend", "2 procs", 200_000, queuePingPong("futex"))
+	pp("queue-sysv", "shmkit Queue pair, SysV backend", "2 procs", 100_000, queuePingPong("sysv"))
+
+	for _, op := range []string{"get", "put", "mixed"} {
+		full := map[string]int{"get": 5_000_000, "put": 3_000_000, "mixed": 5_000_000}[op]
+		what := map[string]string{"get": "Get", "put": "Put (overwrite)", "mixed": "90% Get / 10% Put"}[op]
+		for _, procs := range []int{1, 2} {
+			add(&bench{name: fmt.Sprintf("map/%s/%dproc", op, procs), group: groupMap,
+				mech: "shmkit Map " + what, procs: plural(procs, "proc"), full: full, run: mapBench(op, procs)})
+		}
+	}
+	add(&bench{name: "map/go-rwmutex-mixed/2goroutines", group: groupMap, mech: "Go map + RWMutex, 90/10 (in-process bound)",
+		procs: "2 goroutines", full: 5_000_000, run: goMapMixed(2)})
+
+	add(&bench{name: "mutex/robust/1proc", group: groupMutex, mech: "shmkit sync.Mutex, uncontended", procs: "1 proc", full: 20_000_000, run: lockBench("robust", 1)})
+	add(&bench{name: "mutex/robust/2proc", group: groupMutex, mech: "shmkit sync.Mutex, contended handoff", procs: "2 procs", full: 5_000_000, run: lockBench("robust", 2)})
+	add(&bench{name: "mutex/sysv-sem/1proc", group: groupMutex, mech: "SysV semaphore lock (SEM_UNDO), uncontended", procs: "1 proc", full: 1_000_000, run: lockBench("sysv", 1)})
+	add(&bench{name: "mutex/sysv-sem/2proc", group: groupMutex, mech: "SysV semaphore lock (SEM_UNDO), contended", procs: "2 procs", full: 1_000_000, run: lockBench("sysv", 2)})
+	add(&bench{name: "mutex/go/2goroutines", group: groupMutex, mech: "Go sync.Mutex (in-process bound)", procs: "2 goroutines", full: 20_000_000, run: goMutex(2)})
+	return bs
+}
+
+func chanThroughputFor(size int) func(runConfig, int) (outcome, error) {
+	switch size {
+	case 8:
+		return chanThroughput[[8]byte]
+	case 64:
+		return chanThroughput[[64]byte]
+	default:
+		return chanThroughput[[1024]byte]
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, what)
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}

@@ -1,0 +1,178 @@
+package shmmap
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	shsync "github.com/shmkit/shmkit/sync"
+)
+
+// Stats describes a map for diagnostics (shmctl). It is gathered without
+// locks, so under concurrent writes it is approximate.
+type Stats struct {
+	Len        int // live keys
+	Capacity   int // the capacity asked for at Create
+	Shards     int
+	ShardSlots int // slots per shard
+	ShardLimit int // max live keys per shard (3/4 of ShardSlots)
+	Slots      int // Shards * ShardSlots
+	// Tombstones is always 0: deletion shifts entries back (see the
+	// package documentation), it never leaves tombstones.
+	Tombstones int
+	// LongestProbe is the most slots any live key's lookup inspects (1:
+	// the key sits in its home slot).
+	LongestProbe int
+	// MeanProbe is the average of that over live keys.
+	MeanProbe float64
+	Seed      uint64
+	// Repairs counts shard repairs (after a dead writer) made through
+	// this handle.
+	Repairs uint64
+	// LockedReads counts reads (Get, All's shard snapshots) through this
+	// handle that gave up on the lock-free path and took the shard lock.
+	LockedReads uint64
+	Shard       []ShardStats
+}
+
+// ShardStats describes one shard.
+type ShardStats struct {
+	Len          int
+	LongestProbe int
+	// Writing: the sequence count is odd: a write is in progress, or its
+	// writer died mid-write and the shard awaits repair by the next locker.
+	Writing bool
+	// PendingOp names the mutation in the redo record ("" if none): in
+	// progress, or left by a dead writer for the next locker to finish.
+	PendingOp string
+	// Lock is the writer lock's state: holder, dead owner, waiters.
+	Lock shsync.MutexState
+}
+
+// Stats scans the map and returns its statistics.
+func (m *Map[K, V]) Stats() (Stats, error) {
+	if m.closed.Load() {
+		return Stats{}, ErrClosed
+	}
+	st := Stats{
+		Capacity:    m.capacity,
+		Shards:      int(m.shards),
+		ShardSlots:  int(m.perShard),
+		ShardLimit:  int(m.limit),
+		Slots:       len(m.slots),
+		Seed:        m.seed,
+		Repairs:     m.repairs.Load(),
+		LockedReads: m.lockedReads.Load(),
+		Shard:       make([]ShardStats, int(m.shards)),
+	}
+	var probes uint64
+	for sh := range m.shards {
+		ctl := m.ctl(sh)
+		ss := ShardStats{
+			Writing:   ctl.Seq.Writing(),
+			PendingOp: opName(atomic.LoadUint32(&ctl.RedoOp)),
+			Lock:      ctl.Mu.State(),
+		}
+		base := sh * m.perShard
+		for j := range m.perShard {
+			meta := m.slots[base+j].Meta
+			if meta == 0 {
+				continue
+			}
+			ss.Len++
+			p := int(m.dist(m.home(meta), j)) + 1
+			probes += uint64(p)
+			ss.LongestProbe = max(ss.LongestProbe, p)
+		}
+		st.Len += ss.Len
+		st.LongestProbe = max(st.LongestProbe, ss.LongestProbe)
+		st.Shard[sh] = ss
+	}
+	if st.Len > 0 {
+		st.MeanProbe = float64(probes) / float64(st.Len)
+	}
+	return st, nil
+}
+
+// Check walks every shard under its lock (repairing shards left by dead
+// writers on the way) and verifies the table's invariants: every live slot
+// holds a key whose hash is its tag, in its own shard, reachable from its
+// home slot without crossing an empty slot; no key appears twice; each
+// shard's count matches its live slots and its limit; the sequence count is
+// even and no redo record is pending. It returns nil or an error wrapping
+// ErrCorrupt that lists the first problems found.
+func (m *Map[K, V]) Check() error {
+	if m.closed.Load() {
+		return ErrClosed
+	}
+	var errs []error
+	for sh := range m.shards {
+		if err := m.lock(sh); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		errs = append(errs, m.checkShard(sh)...)
+		m.unlock(sh)
+		if len(errs) > 8 {
+			break
+		}
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.Join(errs...)
+}
+
+// checkShard verifies locked shard sh.
+func (m *Map[K, V]) checkShard(sh uint64) []error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		if len(errs) < 4 {
+			errs = append(errs, fmt.Errorf("shmmap: shard %d: %w: %s", sh, ErrCorrupt, fmt.Sprintf(format, args...)))
+		}
+	}
+	ctl := m.ctl(sh)
+	if ctl.Seq.Writing() {
+		bad("sequence count odd under the lock")
+	}
+	if op := ctl.RedoOp; op != opNone {
+		bad("redo record %s pending under the lock", opName(op))
+	}
+	base := sh * m.perShard
+	seen := make(map[K]uint64)
+	var live uint64
+	for j := range m.perShard {
+		s := &m.slots[base+j]
+		if s.Meta == 0 {
+			continue
+		}
+		live++
+		k := s.Key
+		tag, ksh := m.tagOf(&k)
+		if tag != s.Meta {
+			bad("slot %d: tag %#x, key hashes to %#x", j, s.Meta, tag)
+			continue
+		}
+		if ksh != sh {
+			bad("slot %d: key belongs to shard %d", j, ksh)
+			continue
+		}
+		if prev, dup := seen[k]; dup {
+			bad("slot %d: key %v also in slot %d", j, k, prev)
+		}
+		seen[k] = j
+		for i := m.home(tag); i != j; i = m.next(i) {
+			if m.slots[base+i].Meta == 0 {
+				bad("slot %d: key unreachable: empty slot %d between it and its home %d", j, i, m.home(tag))
+				break
+			}
+		}
+	}
+	if n := ctl.Count.Load(); n != live {
+		bad("count %d, %d live slots", n, live)
+	}
+	if live > m.limit {
+		bad("%d live slots exceed the limit %d", live, m.limit)
+	}
+	return errs
+}

@@ -77,3 +77,27 @@ type slot[K comparable, V any] struct {
 func slotSize[K comparable, V any]() uintptr { return unsafe.Sizeof(slot[K, V]{}) }
 
 func slotAlign[K comparable, V any]() uintptr { return unsafe.Alignof(slot[K, V]{}) }
+
+// table is a map's shard blocks and slots seen without their key and value
+// types: the shard stride and slot size come from the region sizes, which
+// attach (typed) or Inspect (untyped) have checked. Statistics and tools use
+// it; the typed hot paths do not.
+type table struct {
+	shardMem []byte
+	stride   uint64
+	slotMem  []byte
+	slotSize uint64
+	shards   uint64
+	perShard uint64
+}
+
+// ctl returns shard sh's control header; sh < t.shards.
+func (t *table) ctl(sh uint64) *shardCtl {
+	return (*shardCtl)(unsafe.Pointer(&t.shardMem[sh*t.stride]))
+}
+
+// meta loads the Meta word of slot i (i < shards*perShard); Meta is the
+// first field of every slot, so its offset does not depend on K or V.
+func (t *table) meta(i uint64) uint64 {
+	return atomic.LoadUint64((*uint64)(unsafe.Pointer(&t.slotMem[i*t.slotSize+uint64(unsafe.Offsetof(slot[uint8, uint8]{}.Meta))])))
+}

@@ -430,29 +430,46 @@ func Open[K comparable, V any](spec string, opts ...Option) (*Map[K, V], error) 
 
 // attach validates the map geometry in the (already validated, private)
 // header copy against the regions and builds the handle.
-func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (*Map[K, V], error) {
+// checkedGeometry validates the map parameters in a segment's header (not
+// the region sizes, which depend on K and V) and returns the geometry.
+func checkedGeometry(s *layout.Segment) (geometry, error) {
 	h := s.Header()
 	p := h.Params
 	corrupt := func(format string, args ...any) error {
 		return fmt.Errorf("shmmap: %s: %w: %s", s.Raw().Spec(), ErrCorrupt, fmt.Sprintf(format, args...))
 	}
 	if p[paramScheme] != hashSchemeXXH64Prefix {
-		return nil, corrupt("unknown hash scheme %d", p[paramScheme])
+		return geometry{}, corrupt("unknown hash scheme %d", p[paramScheme])
 	}
 	if p[paramShardBits] > maxShardBits || p[paramShardSlots] < minShardSlots || p[paramShardSlots] > maxShardSlots {
-		return nil, corrupt("geometry 2^%d shards of %d slots out of range", p[paramShardBits], p[paramShardSlots])
+		return geometry{}, corrupt("geometry 2^%d shards of %d slots out of range", p[paramShardBits], p[paramShardSlots])
 	}
-	shardBits := uint(p[paramShardBits])
-	shards, perShard := uint64(1)<<shardBits, p[paramShardSlots]
-	if p[paramShardLimit] < 1 || p[paramShardLimit] >= perShard {
-		return nil, corrupt("shard limit %d for %d slots (an empty slot must always remain)", p[paramShardLimit], perShard)
+	g := geometry{shardBits: uint(p[paramShardBits]), perShard: p[paramShardSlots], limit: p[paramShardLimit]}
+	shards := uint64(1) << g.shardBits
+	if g.limit < 1 || g.limit >= g.perShard {
+		return geometry{}, corrupt("shard limit %d for %d slots (an empty slot must always remain)", g.limit, g.perShard)
 	}
-	if h.Capacity < 1 || h.Capacity > shards*p[paramShardLimit] {
-		return nil, corrupt("capacity %d for %d shards of limit %d", h.Capacity, shards, p[paramShardLimit])
+	if h.Capacity < 1 || h.Capacity > shards*g.limit {
+		return geometry{}, corrupt("capacity %d for %d shards of limit %d", h.Capacity, shards, g.limit)
 	}
 	if s.NumRegions() != 2 {
-		return nil, corrupt("%d regions, want 2", s.NumRegions())
+		return geometry{}, corrupt("%d regions, want 2", s.NumRegions())
 	}
+	return g, nil
+}
+
+func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (*Map[K, V], error) {
+	h := s.Header()
+	p := h.Params
+	corrupt := func(format string, args ...any) error {
+		return fmt.Errorf("shmmap: %s: %w: %s", s.Raw().Spec(), ErrCorrupt, fmt.Sprintf(format, args...))
+	}
+	g, err := checkedGeometry(s)
+	if err != nil {
+		return nil, err
+	}
+	shardBits, perShard := g.shardBits, g.perShard
+	shards := uint64(1) << shardBits
 	ss, stride := uint64(slotSize[K, V]()), uint64(shardStride[K, V]())
 	want := [2]uint64{shards * stride, shards * perShard * ss}
 	for i, w := range want {
@@ -507,7 +524,9 @@ func (m *Map[K, V]) Segment() *layout.Segment { return m.seg }
 // probing: bits 1..32 of the tag mapped onto [0, perShard) by
 // multiply-shift. The shard comes from the top bits, so the two never
 // overlap.
-func (m *Map[K, V]) home(tag uint64) uint64 { return (tag >> 1 & 0xffffffff) * m.perShard >> 32 }
+func (m *Map[K, V]) home(tag uint64) uint64 { return homeSlot(tag, m.perShard) }
+
+func homeSlot(tag, perShard uint64) uint64 { return (tag >> 1 & 0xffffffff) * perShard >> 32 }
 
 // next is the slot after i in its shard's cyclic probe order.
 func (m *Map[K, V]) next(i uint64) uint64 {
@@ -518,11 +537,13 @@ func (m *Map[K, V]) next(i uint64) uint64 {
 }
 
 // dist is the cyclic distance from slot a forward to slot b (both < perShard).
-func (m *Map[K, V]) dist(a, b uint64) uint64 {
+func (m *Map[K, V]) dist(a, b uint64) uint64 { return cyclicDist(a, b, m.perShard) }
+
+func cyclicDist(a, b, perShard uint64) uint64 {
 	if b >= a {
 		return b - a
 	}
-	return b + m.perShard - a
+	return b + perShard - a
 }
 
 // Get returns the value stored for k. It never blocks behind a healthy

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/shmkit/shmkit/layout"
 	shsync "github.com/shmkit/shmkit/sync"
 )
 
@@ -54,33 +55,71 @@ func (m *Map[K, V]) Stats() (Stats, error) {
 	if m.closed.Load() {
 		return Stats{}, ErrClosed
 	}
+	t := table{
+		shardMem: m.shardMem, stride: m.stride,
+		slotMem: m.seg.Region(1), slotSize: uint64(slotSize[K, V]()),
+		shards: m.shards, perShard: m.perShard,
+	}
+	st := t.stats(m.capacity, int(m.limit), m.seed)
+	st.Repairs = m.repairs.Load()
+	st.LockedReads = m.lockedReads.Load()
+	return st, nil
+}
+
+// Inspect reports the statistics of a map segment of any key and value
+// types, opened by a tool with layout.Open(spec, layout.Expect{Kind:
+// layout.KindMap}) (read-only is enough). It takes no lock and changes
+// nothing; Repairs and LockedReads, which count per handle, are zero.
+func Inspect(s *layout.Segment) (Stats, error) {
+	h := s.Header()
+	if h.Kind != layout.KindMap {
+		return Stats{}, fmt.Errorf("shmmap: %w: segment holds a %s, not a map", ErrTypeMismatch, h.Kind)
+	}
+	g, err := checkedGeometry(s)
+	if err != nil {
+		return Stats{}, err
+	}
+	shards := uint64(1) << g.shardBits
+	slots := shards * g.perShard
+	r0, r1 := uint64(len(s.Region(0))), uint64(len(s.Region(1)))
+	t := table{shardMem: s.Region(0), slotMem: s.Region(1), shards: shards, perShard: g.perShard}
+	t.stride, t.slotSize = r0/shards, r1/slots
+	if r0%shards != 0 || t.stride%layout.LineSize != 0 || t.stride < ctlHeaderSize+t.slotSize ||
+		r1%slots != 0 || t.slotSize < 8 || t.slotSize%8 != 0 {
+		return Stats{}, fmt.Errorf("shmmap: %s: %w: regions of %d and %d bytes do not fit %d shards of %d slots",
+			s.Raw().Spec(), ErrCorrupt, r0, r1, shards, g.perShard)
+	}
+	return t.stats(int(h.Capacity), int(g.limit), h.Params[paramSeed]), nil
+}
+
+// stats gathers Stats without locks (approximate under concurrent writes).
+// Every index comes from the loop bounds, never from shared memory.
+func (t *table) stats(capacity, limit int, seed uint64) Stats {
 	st := Stats{
-		Capacity:    m.capacity,
-		Shards:      int(m.shards),
-		ShardSlots:  int(m.perShard),
-		ShardLimit:  int(m.limit),
-		Slots:       len(m.slots),
-		Seed:        m.seed,
-		Repairs:     m.repairs.Load(),
-		LockedReads: m.lockedReads.Load(),
-		Shard:       make([]ShardStats, int(m.shards)),
+		Capacity:   capacity,
+		Shards:     int(t.shards),
+		ShardSlots: int(t.perShard),
+		ShardLimit: limit,
+		Slots:      int(t.shards * t.perShard),
+		Seed:       seed,
+		Shard:      make([]ShardStats, int(t.shards)),
 	}
 	var probes uint64
-	for sh := range m.shards {
-		ctl := m.ctl(sh)
+	for sh := range t.shards {
+		ctl := t.ctl(sh)
 		ss := ShardStats{
 			Writing:   ctl.Seq.Writing(),
 			PendingOp: opName(atomic.LoadUint32(&ctl.RedoOp)),
 			Lock:      ctl.Mu.State(),
 		}
-		base := sh * m.perShard
-		for j := range m.perShard {
-			meta := m.slots[base+j].Meta
+		base := sh * t.perShard
+		for j := range t.perShard {
+			meta := t.meta(base + j)
 			if meta == 0 {
 				continue
 			}
 			ss.Len++
-			p := int(m.dist(m.home(meta), j)) + 1
+			p := int(cyclicDist(homeSlot(meta, t.perShard), j, t.perShard)) + 1
 			probes += uint64(p)
 			ss.LongestProbe = max(ss.LongestProbe, p)
 		}
@@ -91,7 +130,7 @@ func (m *Map[K, V]) Stats() (Stats, error) {
 	if st.Len > 0 {
 		st.MeanProbe = float64(probes) / float64(st.Len)
 	}
-	return st, nil
+	return st
 }
 
 // Check walks every shard under its lock (repairing shards left by dead

@@ -8,7 +8,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/shmkit/shmkit/internal/crashpoint"
 	"github.com/shmkit/shmkit/internal/testproc"
 	"github.com/shmkit/shmkit/segment"
 	"github.com/shmkit/shmkit/shmmap"
@@ -88,10 +90,53 @@ func TestMapListed(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = m.Close() })
 	require.NoError(t, m.Put(7, Item{Seq: 7}))
+	require.NoError(t, m.Put(8, Item{Seq: 8}))
 	res := runBin(t, "ls")
-	require.Regexp(t, spec+`\s+map\s+uint64,main\.Item\s+100\s+`, res.stdout)
+	require.Regexp(t, spec+`\s+map\s+uint64,main\.Item\s+100\s+2\s+`, res.stdout, "LEN is read from the live table")
 	st := runBin(t, "stat", "--json", spec)
 	require.Equal(t, 0, st.code, st.stderr)
+	var r Report
+	require.NoError(t, json.Unmarshal([]byte(st.stdout), &r), st.stdout)
+	require.NotNil(t, r.Live)
+	require.Equal(t, uint64(2), *r.Live.Len)
+}
+
+// mapPutChild opens the map at args[0] and puts key 1; tests arm a crash
+// point so that it dies holding a shard lock mid-Put.
+var mapPutChild = testproc.Register("shmctl-map-put", func(args []string) error {
+	m, err := shmmap.Open[uint64, Item](args[0])
+	if err != nil {
+		return err
+	}
+	return m.Put(1, Item{Seq: 1})
+})
+
+func TestMapDeadWriter(t *testing.T) {
+	spec := posixSpec(t, "ctl-map-dead")
+	m, err := shmmap.Create[uint64, Item](spec, 100, shmmap.WithShards(1))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m.Close() })
+	cmd := mapPutChild.Command(t, spec)
+	cmd.Env = append(cmd.Env, crashpoint.Arm("shmmap.put-mid", 1))
+	p := testproc.StartCmd(t, cmd)
+	require.Error(t, p.Wait(time.Minute), "child must die by SIGKILL")
+
+	res := runBin(t, "stat", "--json", spec)
+	require.Equal(t, 1, res.code, "a dead shard writer is stale: "+res.stdout)
+	var r Report
+	require.NoError(t, json.Unmarshal([]byte(res.stdout), &r), res.stdout)
+	require.Equal(t, "stale", r.Status)
+	require.Len(t, r.Stale, 1)
+	require.Equal(t, "dead-lock-owner", r.Stale[0].What)
+	require.Contains(t, r.Stale[0].Detail, fmt.Sprintf("dead pid %d", p.Pid()))
+	require.Contains(t, r.Stale[0].Detail, "leaving its insert half done")
+
+	// The map repairs itself on the next operation; then it is healthy.
+	v, ok := m.Get(1)
+	require.True(t, ok, "the dead writer's logged Put is completed by the repair")
+	require.Equal(t, uint64(1), v.Seq)
+	res = runBin(t, "stat", "--json", spec)
+	require.Equal(t, 0, res.code, res.stdout)
 }
 
 // queueChild opens the queue at args[0], pushes one item, says "ready" and

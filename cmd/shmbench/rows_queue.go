@@ -171,30 +171,6 @@ func queuePingPong(backend string) func(runConfig, int) (outcome, error) {
 		if err != nil {
 			return outcome{}, err
 		}
-		if err := t.ready(); err != nil {
-			return outcome{}, t.fail(err)
-		}
-		if err := t.start(); err != nil {
-			return outcome{}, t.fail(err)
-		}
-		ctx := context.Background()
-		rtts := make([]time.Duration, n)
-		start := time.Now()
-		for i := range uint64(n) {
-			t0 := time.Now()
-			if err := ping.Push(ctx, item8{i}); err != nil {
-				return outcome{}, t.fail(err)
-			}
-			v, err := pong.Pop(ctx)
-			if err != nil {
-				return outcome{}, t.fail(err)
-			}
-			rtts[i] = time.Since(t0)
-			if v.Seq != i {
-				return outcome{}, t.fail(fmt.Errorf("echo %d came back as %d", i, v.Seq))
-			}
-		}
-		elapsed := time.Since(start)
-		return outcome{elapsed: elapsed, rtts: rtts}, t.wait()
+		return timePingPong(t, n, ping, pong)
 	}
 }

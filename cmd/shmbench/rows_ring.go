@@ -280,30 +280,42 @@ func ringPingPong(policy string) func(runConfig, int) (outcome, error) {
 		if err != nil {
 			return outcome{}, err
 		}
-		if err := t.ready(); err != nil {
-			return outcome{}, t.fail(err)
-		}
-		if err := t.start(); err != nil {
-			return outcome{}, t.fail(err)
-		}
-		ctx := context.Background()
-		rtts := make([]time.Duration, n)
-		start := time.Now()
-		for i := range uint64(n) {
-			t0 := time.Now()
-			if err := ping.Push(ctx, item8{i}); err != nil {
-				return outcome{}, t.fail(err)
-			}
-			v, err := pong.Pop(ctx)
-			if err != nil {
-				return outcome{}, t.fail(err)
-			}
-			rtts[i] = time.Since(t0)
-			if v.Seq != i {
-				return outcome{}, t.fail(fmt.Errorf("echo %d came back as %d", i, v.Seq))
-			}
-		}
-		elapsed := time.Since(start)
-		return outcome{elapsed: elapsed, rtts: rtts}, t.wait()
+		return timePingPong(t, n, ping, pong)
 	}
+}
+
+// pingPonger is what a ping-pong row needs of a ring or a queue of item8.
+type pingPonger interface {
+	Push(ctx context.Context, v item8) error
+	Pop(ctx context.Context) (item8, error)
+}
+
+// timePingPong starts team t, which echoes every item from ping to pong,
+// and times n round trips one by one.
+func timePingPong(t *team, n int, ping, pong pingPonger) (outcome, error) {
+	if err := t.ready(); err != nil {
+		return outcome{}, t.fail(err)
+	}
+	if err := t.start(); err != nil {
+		return outcome{}, t.fail(err)
+	}
+	ctx := context.Background()
+	rtts := make([]time.Duration, n)
+	start := time.Now()
+	for i := range uint64(n) {
+		t0 := time.Now()
+		if err := ping.Push(ctx, item8{i}); err != nil {
+			return outcome{}, t.fail(err)
+		}
+		v, err := pong.Pop(ctx)
+		if err != nil {
+			return outcome{}, t.fail(err)
+		}
+		rtts[i] = time.Since(t0)
+		if v.Seq != i {
+			return outcome{}, t.fail(fmt.Errorf("echo %d came back as %d", i, v.Seq))
+		}
+	}
+	elapsed := time.Since(start)
+	return outcome{elapsed: elapsed, rtts: rtts}, t.wait()
 }

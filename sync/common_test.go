@@ -67,3 +67,24 @@ func forEachListMode(t *testing.T, f func(t *testing.T)) {
 		f(t)
 	})
 }
+
+// cancelCases are the two ways a blocked call must give up: a deadline and
+// an explicit cancel, each the given time after the call blocks.
+func cancelCases(after time.Duration) []cancelCase {
+	return []cancelCase{
+		{"deadline", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), after)
+		}, context.DeadlineExceeded},
+		{"cancel", func() (context.Context, context.CancelFunc) {
+			ctx, cancel := context.WithCancel(context.Background())
+			time.AfterFunc(after, cancel)
+			return ctx, cancel
+		}, context.Canceled},
+	}
+}
+
+type cancelCase struct {
+	name string
+	mk   func() (context.Context, context.CancelFunc)
+	want error
+}

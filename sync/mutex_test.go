@@ -358,20 +358,7 @@ func testMutexLockContext(t *testing.T) {
 	if err := s.Mu.Lock(); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		name string
-		mk   func() (context.Context, context.CancelFunc)
-		want error
-	}{
-		{"deadline", func() (context.Context, context.CancelFunc) {
-			return context.WithTimeout(context.Background(), 30*time.Millisecond)
-		}, context.DeadlineExceeded},
-		{"cancel", func() (context.Context, context.CancelFunc) {
-			ctx, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(30*time.Millisecond, cancel)
-			return ctx, cancel
-		}, context.Canceled},
-	} {
+	for _, c := range cancelCases(30 * time.Millisecond) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := c.mk()
 			defer cancel()

@@ -1,7 +1,6 @@
 package sync_test
 
 import (
-	"context"
 	"errors"
 	"strconv"
 	"sync/atomic"
@@ -39,20 +38,7 @@ func TestSemaphoreBasic(t *testing.T) {
 
 func TestSemaphoreWaitContext(t *testing.T) {
 	_, s := newShared(t)
-	for _, c := range []struct {
-		name string
-		mk   func() (context.Context, context.CancelFunc)
-		want error
-	}{
-		{"deadline", func() (context.Context, context.CancelFunc) {
-			return context.WithTimeout(context.Background(), 30*time.Millisecond)
-		}, context.DeadlineExceeded},
-		{"cancel", func() (context.Context, context.CancelFunc) {
-			ctx, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(30*time.Millisecond, cancel)
-			return ctx, cancel
-		}, context.Canceled},
-	} {
+	for _, c := range cancelCases(30 * time.Millisecond) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := c.mk()
 			defer cancel()

@@ -118,20 +118,7 @@ func TestSemSetCreateOpen(t *testing.T) {
 
 func TestSemSetCancel(t *testing.T) {
 	set := newSemSet(t, 1)
-	for _, c := range []struct {
-		name string
-		mk   func() (context.Context, context.CancelFunc)
-		want error
-	}{
-		{"deadline", func() (context.Context, context.CancelFunc) {
-			return context.WithTimeout(context.Background(), 50*time.Millisecond)
-		}, context.DeadlineExceeded},
-		{"cancel", func() (context.Context, context.CancelFunc) {
-			ctx, cancel := context.WithCancel(context.Background())
-			time.AfterFunc(50*time.Millisecond, cancel)
-			return ctx, cancel
-		}, context.Canceled},
-	} {
+	for _, c := range cancelCases(50 * time.Millisecond) {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, cancel := c.mk()
 			defer cancel()

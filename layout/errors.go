@@ -3,6 +3,7 @@ package layout
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 )
 
@@ -47,3 +48,52 @@ var (
 	// by another live process.
 	ErrRoleTaken = errors.New("shmkit: role held by another process")
 )
+
+// More sentinels, shared the same way.
+var (
+	// ErrCapacity: a capacity (or other size parameter) out of range. The
+	// error names the value and the allowed range.
+	ErrCapacity = errors.New("shmkit: invalid capacity")
+	// ErrLagged: an overwriting bus lapped this subscriber; see
+	// shmbus.LaggedError for how many messages it missed.
+	ErrLagged = errors.New("shmkit: subscriber lagged")
+	// ErrUntrusted: the segment is owned by another unprivileged user who
+	// could have planted it, and no trust option names that owner. It
+	// matches fs.ErrPermission too.
+	ErrUntrusted = fmt.Errorf("shmkit: untrusted segment: %w", fs.ErrPermission)
+)
+
+// OpError is the one error shape of every structure package: which package,
+// which operation, on which segment, and why. Err wraps the sentinel, so
+// errors.Is works through it. Its message reads
+//
+//	shmring: open posix:/ticks: shmkit: type mismatch: ...
+type OpError struct {
+	Pkg  string // "shmring", "shmqueue", "shmmap", "shmbus", "layout", "segment"
+	Op   string // "create", "open", "push", "pop", "close", ...
+	Spec string // the segment spec, "" when there is none
+	Err  error
+}
+
+func (e *OpError) Error() string {
+	if e.Spec == "" {
+		return e.Pkg + ": " + e.Op + ": " + e.Err.Error()
+	}
+	return e.Pkg + ": " + e.Op + " " + e.Spec + ": " + e.Err.Error()
+}
+
+func (e *OpError) Unwrap() error { return e.Err }
+
+// WrapOp returns err wrapped in an OpError naming pkg, op and spec, or nil
+// when err is nil. An error that is already an OpError of the same package
+// is returned as it is, so layers never stack the same prefix twice.
+func WrapOp(pkg, op, spec string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var oe *OpError
+	if errors.As(err, &oe) && oe.Pkg == pkg {
+		return err
+	}
+	return &OpError{Pkg: pkg, Op: op, Spec: spec, Err: err}
+}

@@ -1,99 +1,33 @@
 package layout
 
-import (
-	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-)
+import "github.com/shmkit/shmkit/internal/shmerr"
 
-// Sentinel errors shared by every shmkit package. Each is defined here once;
-// the structure packages re-export the ones natural to them. Test with
-// errors.Is: returned errors wrap these with detail (which field, which
-// offset, which types).
+// Sentinel errors shared by every shmkit package, defined once (in
+// internal/shmerr) and re-exported here and, the same way, by every structure
+// package. Test with errors.Is: returned errors wrap these with detail (which
+// field, which offset, which types).
 var (
-	// ErrTypeMismatch: the segment was created for another element type (or
-	// another kind of structure) than the one asked for.
-	ErrTypeMismatch = errors.New("shmkit: type mismatch")
-	// ErrBadMagic: the object is not a shmkit segment.
-	ErrBadMagic = errors.New("shmkit: bad magic (not a shmkit segment)")
-	// ErrVersion: a shmkit segment of a format version this build cannot read.
-	ErrVersion = errors.New("shmkit: unsupported format version")
-	// ErrCorrupt: the segment's contents fail validation (checksum, bounds,
-	// an index or length out of range). Shared memory is never trusted.
-	ErrCorrupt = errors.New("shmkit: corrupt segment")
-	// ErrTooSmall: the object is smaller than its header or layout needs.
-	ErrTooSmall = errors.New("shmkit: segment too small")
-	// ErrClosed: use after Close, or a queue closed for writes and drained.
-	// It matches os.ErrClosed too.
-	ErrClosed = fmt.Errorf("shmkit: closed: %w", os.ErrClosed)
-	// ErrFull: a non-blocking insert found no room.
-	ErrFull = errors.New("shmkit: full")
-	// ErrEmpty: a non-blocking remove found nothing.
-	ErrEmpty = errors.New("shmkit: empty")
-	// ErrOwnerDead: the previous holder of a lock died holding it. The caller
-	// now holds the lock; it must repair the protected data and mark the lock
-	// consistent before unlocking.
-	ErrOwnerDead = errors.New("shmkit: lock owner died")
-	// ErrNotRecoverable: a robust lock whose owner died was unlocked without
-	// being marked consistent; it can never be acquired again.
-	ErrNotRecoverable = errors.New("shmkit: lock not recoverable")
-	// ErrUnsupportedType: the Go type cannot live in shared memory (it holds
-	// pointers, or has no fixed size). The error names the offending field.
-	ErrUnsupportedType = errors.New("shmkit: unsupported type")
-	// ErrNotReady: the segment is still being initialized by its creator, or
-	// its creator died before finishing.
-	ErrNotReady = errors.New("shmkit: segment not initialized")
-	// ErrRoleTaken: a single-holder role (ring producer or consumer) is held
-	// by another live process.
-	ErrRoleTaken = errors.New("shmkit: role held by another process")
+	ErrTypeMismatch    = shmerr.ErrTypeMismatch    // created for another element type or kind
+	ErrBadMagic        = shmerr.ErrBadMagic        // not a shmkit segment
+	ErrVersion         = shmerr.ErrVersion         // a format version this build cannot read
+	ErrCorrupt         = shmerr.ErrCorrupt         // contents fail validation
+	ErrTooSmall        = shmerr.ErrTooSmall        // smaller than its header or layout needs
+	ErrClosed          = shmerr.ErrClosed          // use after Close, or closed for writes and drained; matches os.ErrClosed
+	ErrFull            = shmerr.ErrFull            // a non-blocking insert found no room
+	ErrEmpty           = shmerr.ErrEmpty           // a non-blocking remove found nothing
+	ErrOwnerDead       = shmerr.ErrOwnerDead       // the previous lock holder died; repair, MarkConsistent, Unlock
+	ErrNotRecoverable  = shmerr.ErrNotRecoverable  // a dead owner's lock was unlocked unrepaired
+	ErrUnsupportedType = shmerr.ErrUnsupportedType // the Go type cannot live in shared memory
+	ErrNotReady        = shmerr.ErrNotReady        // being initialized, or its creator died doing so
+	ErrRoleTaken       = shmerr.ErrRoleTaken       // a single-holder role is held by another live process
+	ErrCapacity        = shmerr.ErrCapacity        // a capacity out of range
+	ErrLagged          = shmerr.ErrLagged          // a bus subscriber was lapped
+	ErrUntrusted       = shmerr.ErrUntrusted       // planted by another unprivileged user; matches fs.ErrPermission
 )
 
-// More sentinels, shared the same way.
-var (
-	// ErrCapacity: a capacity (or other size parameter) out of range. The
-	// error names the value and the allowed range.
-	ErrCapacity = errors.New("shmkit: invalid capacity")
-	// ErrLagged: an overwriting bus lapped this subscriber; see
-	// shmbus.LaggedError for how many messages it missed.
-	ErrLagged = errors.New("shmkit: subscriber lagged")
-	// ErrUntrusted: the segment is owned by another unprivileged user who
-	// could have planted it, and no trust option names that owner. It
-	// matches fs.ErrPermission too.
-	ErrUntrusted = fmt.Errorf("shmkit: untrusted segment: %w", fs.ErrPermission)
-)
+// OpError is the one error shape of every structure package: package,
+// operation, spec, cause. See WrapOp.
+type OpError = shmerr.OpError
 
-// OpError is the one error shape of every structure package: which package,
-// which operation, on which segment, and why. Err wraps the sentinel, so
-// errors.Is works through it. Its message reads
-//
-//	shmring: open posix:/ticks: shmkit: type mismatch: ...
-type OpError struct {
-	Pkg  string // "shmring", "shmqueue", "shmmap", "shmbus", "layout", "segment"
-	Op   string // "create", "open", "push", "pop", "close", ...
-	Spec string // the segment spec, "" when there is none
-	Err  error
-}
-
-func (e *OpError) Error() string {
-	if e.Spec == "" {
-		return e.Pkg + ": " + e.Op + ": " + e.Err.Error()
-	}
-	return e.Pkg + ": " + e.Op + " " + e.Spec + ": " + e.Err.Error()
-}
-
-func (e *OpError) Unwrap() error { return e.Err }
-
-// WrapOp returns err wrapped in an OpError naming pkg, op and spec, or nil
-// when err is nil. An error that is already an OpError of the same package
-// is returned as it is, so layers never stack the same prefix twice.
-func WrapOp(pkg, op, spec string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var oe *OpError
-	if errors.As(err, &oe) && oe.Pkg == pkg {
-		return err
-	}
-	return &OpError{Pkg: pkg, Op: op, Spec: spec, Err: err}
-}
+// WrapOp wraps err in an OpError naming pkg, op and spec (nil stays nil).
+func WrapOp(pkg, op, spec string, err error) error { return shmerr.WrapOp(pkg, op, spec, err) }

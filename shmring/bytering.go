@@ -9,7 +9,9 @@ import (
 	"reflect"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/layout"
+	shmsync "github.com/shmkit/shmkit/sync"
 )
 
 // ByteRing is a single-producer single-consumer ring of variable-length
@@ -60,7 +62,10 @@ func align8(n uint64) uint64 { return (n + 7) &^ 7 }
 // CreateBytes makes a byte ring with a data region of capacity bytes (a
 // power of two, at least 64) in the segment named by spec.
 func CreateBytes(spec string, capacity int, opts ...Option) (*ByteRing, error) {
-	cfg := buildConfig(opts)
+	cfg, err := buildConfig("create", spec, opts)
+	if err != nil {
+		return nil, err
+	}
 	if capacity < minByteCap || capacity&(capacity-1) != 0 || uint64(capacity) > maxCapacity {
 		return nil, fmt.Errorf("shmring: create %s: %w: %d bytes (must be a power of two in [%d, %d])", spec, ErrCapacity, capacity, minByteCap, uint64(maxCapacity))
 	}
@@ -72,7 +77,7 @@ func CreateBytes(spec string, capacity int, opts ...Option) (*ByteRing, error) {
 			{Size: uint64(capacity), Align: layout.LineSize},
 		},
 	}
-	seg, err := layout.Create(spec, d, nil, cfg.layout...)
+	seg, err := layout.Create(spec, d, nil, cfg.Layout...)
 	if err != nil {
 		return nil, err
 	}
@@ -86,8 +91,11 @@ func CreateBytes(spec string, capacity int, opts ...Option) (*ByteRing, error) {
 
 // OpenBytes attaches the byte ring in the segment named by spec.
 func OpenBytes(spec string, opts ...Option) (*ByteRing, error) {
-	cfg := buildConfig(opts)
-	seg, err := layout.Open(spec, layout.Expect{Kind: layout.KindByteRing, Types: []reflect.Type{}}, cfg.layout...)
+	cfg, err := buildConfig("open", spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	seg, err := layout.Open(spec, layout.Expect{Kind: layout.KindByteRing, Types: []reflect.Type{}}, cfg.Layout...)
 	if err != nil {
 		return nil, err
 	}
@@ -99,7 +107,7 @@ func OpenBytes(spec string, opts ...Option) (*ByteRing, error) {
 	return r, nil
 }
 
-func newByteRing(seg *layout.Segment, cfg config) (*ByteRing, error) {
+func newByteRing(seg *layout.Segment, cfg options.Config) (*ByteRing, error) {
 	name := seg.Raw().Spec().String()
 	h := seg.Header()
 	capacity, err := checkCapacity(name, h.Capacity, maxCapacity)
@@ -133,7 +141,11 @@ func (r *ByteRing) Len() int {
 
 // Stats returns a snapshot of the ring's shared state (Cap, Len, Head and
 // Tail in bytes).
-func (r *ByteRing) Stats() RingStats { return r.stats(layout.KindByteRing) }
+func (r *ByteRing) Stats() (RingStats, error) { return r.stats(layout.KindByteRing) }
+
+// WaitSource makes a ByteRing a sync.Waitable: a WaitSet reports it when a
+// record is readable.
+func (r *ByteRing) WaitSource() (*shmsync.Notifier, func() bool) { return r.waitSource() }
 
 // Segment returns the underlying segment (for tools).
 func (r *ByteRing) Segment() *layout.Segment { return r.seg }

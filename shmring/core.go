@@ -4,34 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"runtime"
 	stdsync "sync"
 	"sync/atomic"
 
-	"golang.org/x/sys/unix"
-
+	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/internal/proc"
 	"github.com/shmkit/shmkit/layout"
-	"github.com/shmkit/shmkit/segment"
 	shmsync "github.com/shmkit/shmkit/sync"
-)
-
-// Re-exported sentinel errors (defined once in package layout).
-var (
-	ErrClosed          = layout.ErrClosed
-	ErrCorrupt         = layout.ErrCorrupt
-	ErrFull            = layout.ErrFull
-	ErrEmpty           = layout.ErrEmpty
-	ErrRoleTaken       = layout.ErrRoleTaken
-	ErrTypeMismatch    = layout.ErrTypeMismatch
-	ErrUnsupportedType = layout.ErrUnsupportedType
 )
 
 // ErrCapacity reports a capacity that is zero, negative, not a power of two,
 // or too large.
-var ErrCapacity = errors.New("shmring: invalid capacity")
+var ErrCapacity = layout.ErrCapacity
 
 // ErrTooLarge reports a byte-ring record larger than the ring can ever hold
 // (see ByteRing.MaxRecord).
@@ -58,15 +44,12 @@ type control struct {
 	// head counts items (bytes) ever released by the consumer.
 	head atomic.Uint64
 	_    [layout.LineSize - 8]byte
-	// notEmpty is where the consumer parks; the producer notifies it.
-	// notEmptyAt is the tail the consumer saw when it went to wait: it
-	// sleeps only while tail == notEmptyAt, so only the publish that moves
-	// the tail past it needs to wake it, and later ones skip the futex call
-	// even while the woken consumer has not run yet (or if a consumer died
-	// parked and left the waiter count up).
-	notEmpty   shmsync.Notifier
-	notEmptyAt atomic.Uint64
-	_          [layout.LineSize - 16]byte
+	// notEmpty is where the consumer (or a WaitSet) parks; the producer
+	// notifies it. Its parked bit already makes it one wake per park: the
+	// wake clears the bit, and later publishes skip the futex call until
+	// a consumer parks again.
+	notEmpty shmsync.Notifier
+	_        [layout.LineSize - 8]byte
 	// notFull is where the producer parks; the consumer notifies it.
 	// notFullAt is the head the producer needs before it has room: only
 	// the release that moves the head to or past it wakes the producer.
@@ -83,58 +66,18 @@ type control struct {
 // controlSize is the size of the control region.
 var controlSize = uint64(reflect.TypeFor[control]().Size())
 
-// config collects the options of Create and Open.
-type config struct {
-	layout []layout.Option
-	policy shmsync.WaitPolicy
-	spin   int
-}
+// defaultPolicy is how a ring handle waits unless WithWaitPolicy says
+// otherwise.
+var defaultPolicy = shmsync.SpinThenPark
 
-// Option configures Create and Open.
-type Option func(*config)
-
-// WithLayout passes options to layout.Create / layout.Open.
-func WithLayout(opts ...layout.Option) Option {
-	return func(c *config) { c.layout = append(c.layout, opts...) }
-}
-
-// WithMode sets the permission bits of a created segment (default 0600).
-func WithMode(m os.FileMode) Option {
-	return WithLayout(layout.WithSegment(segment.WithMode(m)))
-}
-
-// WithPopulate pre-faults the mapping so first touches do not fault on the
-// hot path.
-func WithPopulate() Option {
-	return WithLayout(layout.WithSegment(segment.WithPopulate()))
-}
-
-// WithWaitPolicy sets how blocking calls wait (default SpinThenPark):
-// SpinOnly never parks (lowest latency, burns a CPU while waiting),
-// ParkOnly parks after one check. The policy is per handle, not per ring:
-// each side chooses its own.
-func WithWaitPolicy(p shmsync.WaitPolicy) Option {
-	return func(c *config) { c.policy = p }
-}
-
-// WithSpin sets how many times a blocking call re-checks the ring in a
-// tight loop (no yield, no syscall) before handing over to the notifier's
-// yielding spin and park phases. Default 256; 0 disables the tight spin.
-func WithSpin(n int) Option {
-	return func(c *config) { c.spin = max(n, 0) }
-}
-
-func buildConfig(opts []Option) config {
-	c := config{policy: shmsync.SpinThenPark, spin: defaultSpin}
-	for _, o := range opts {
-		if o != nil {
-			o(&c)
-		}
+// buildConfig applies the options of Create and Open.
+func buildConfig(op, spec string, opts []Option) (options.Config, error) {
+	cfg, err := options.Build("shmring", nil, opts)
+	if err != nil {
+		return cfg, options.BuildError("shmring", op, spec, err)
 	}
-	return c
+	return cfg, nil
 }
-
-const defaultSpin = 256
 
 // Role states of a handle. roleHeld is the only state the fast paths
 // accept; every other value sends them to the slow path, which claims the
@@ -160,7 +103,6 @@ type core struct {
 	name   string
 	key    roleKey
 	policy shmsync.WaitPolicy
-	spin   int
 	// closed is set by Close; Len and Stats, which any goroutine may call,
 	// check it instead of the role states (owned by the role goroutines).
 	closed atomic.Bool
@@ -188,12 +130,12 @@ type core struct {
 	_         [layout.LineSize]byte
 }
 
-func (c *core) init(seg *layout.Segment, ctl *control, capacity uint64, cfg config) {
+func (c *core) init(seg *layout.Segment, ctl *control, capacity uint64, cfg options.Config) {
 	c.seg, c.ctl, c.cap, c.mask = seg, ctl, capacity, capacity-1
 	c.name = seg.Raw().Spec().String()
 	h := seg.Header()
 	c.key = roleKey{creator: h.Creator.PID, start: h.Creator.Start, created: h.CreatedUnix}
-	c.policy, c.spin = cfg.policy, cfg.spin
+	c.policy = cfg.PolicyOr(defaultPolicy)
 	c.roomReady = func() bool {
 		ok, err := c.refreshHead(c.need)
 		if err != nil {
@@ -246,7 +188,12 @@ func (c *core) refreshTail(pos uint64) (bool, error) {
 // are found corrupt. The producer role must be held.
 func (c *core) waitRoom(ctx context.Context, need uint64) error {
 	c.need, c.perr = need, nil
-	err := c.wait(ctx, &c.ctl.notFull, &c.ctl.notFullAt, c.tail+need-c.cap, c.roomReady)
+	// Stored before the notifier sets its parked bit, so a consumer that
+	// sees the bit sees the target too.
+	if target := c.tail + need - c.cap; c.ctl.notFullAt.Load() != target {
+		c.ctl.notFullAt.Store(target)
+	}
+	err := c.ctl.notFull.Wait(ctx, c.policy, c.roomReady)
 	if c.perr != nil {
 		err, c.perr = c.perr, nil
 	}
@@ -257,95 +204,35 @@ func (c *core) waitRoom(ctx context.Context, need uint64) error {
 // cursors are found corrupt. The consumer role must be held.
 func (c *core) waitData(ctx context.Context, pos uint64) error {
 	c.readyPos, c.cerr = pos, nil
-	err := c.wait(ctx, &c.ctl.notEmpty, &c.ctl.notEmptyAt, pos, c.dataReady)
+	err := c.ctl.notEmpty.Wait(ctx, c.policy, c.dataReady)
 	if c.cerr != nil {
 		err, c.cerr = c.cerr, nil
 	}
 	return err
 }
 
-// wait implements the wait policy around ready (which reports true on
-// success or on corruption). Before it may park, it records target (the
-// cursor value it waits for) in *at, for the other side's wake decision.
-//
-// SpinOnly re-checks in tight loops of spinRound checks, yielding the
-// processor (runtime.Gosched, and every yieldRounds rounds sched_yield) and
-// looking at ctx between rounds: a peer's store is seen within one
-// cache-line transfer, and the notifier is never involved, so the peer's
-// Notify stays a plain load and nothing is stored here. SpinThenPark does
-// c.spin tight checks and then lets the notifier yield for a while and
-// park. ParkOnly goes to the notifier at once, which parks after one
-// check.
-func (c *core) wait(ctx context.Context, n *shmsync.Notifier, at *atomic.Uint64, target uint64, ready func() bool) error {
-	switch c.policy {
-	case shmsync.SpinOnly:
-		for round := 1; ; round++ {
-			for range spinRound {
-				if ready() {
-					return nil
-				}
-			}
-			// Let other goroutines run and, now and then, other processes
-			// too: on a machine with more runnable threads than CPUs the
-			// peer we are waiting for may need this very CPU.
-			runtime.Gosched()
-			if round%yieldRounds == 0 {
-				_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
-			}
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-	case shmsync.ParkOnly:
-	default:
-		for range c.spin {
-			if ready() {
-				return nil
-			}
-		}
-	}
-	// Stored before the notifier registers us as a waiter, so a peer that
-	// sees the registration sees the target too.
-	if at.Load() != target {
-		at.Store(target)
-	}
-	return n.Wait(ctx, c.policy, ready)
-}
-
-// spinRound is how many tight checks SpinOnly makes between
-// runtime.Gosched calls, and yieldRounds how many rounds between
-// sched_yield calls (about every 10-50 µs of fruitless spinning).
-const (
-	spinRound   = 256
-	yieldRounds = 16
-)
-
 // publishTail makes everything up to t visible to the consumer and wakes it
-// if it is parked waiting for exactly this. Must be called only by the
-// producer.
+// if it is parked. Must be called only by the producer.
 //
-// The wake protocol is Dekker's: we store the tail, then load the waiter
-// count; the consumer stores its wait position, registers as a waiter,
-// then re-checks the tail (all sequentially consistent). Either it sees our
-// tail and does not sleep, or we see it registered, and then also its wait
-// position, and wake it if this publish moves the tail past that position.
+// The wake protocol is the Notifier's (Dekker's): we store the tail, then
+// load the notifier word; the consumer sets the parked bit, then re-checks
+// the tail (all sequentially consistent). Either it sees our tail and does
+// not sleep, or we see the bit and wake it.
 func (c *core) publishTail(t uint64) {
-	old := c.tail
 	c.tail = t
 	c.ctl.tail.Store(t)
-	if c.ctl.notEmpty.Waiters() != 0 && c.ctl.notEmptyAt.Load()-old < t-old {
-		c.ctl.notEmpty.Notify()
-	}
+	c.ctl.notEmpty.Notify() // one load, unless a consumer is parked
 }
 
 // releaseHead frees everything before h for the producer and wakes it if
-// it is parked waiting for this much room (see publishTail). Must be
-// called only by the consumer.
+// it is parked waiting for this much room (see publishTail): notFullAt is
+// the head it needs, so releases short of it skip the wake. Must be called
+// only by the consumer.
 func (c *core) releaseHead(h uint64) {
 	old := c.head
 	c.head = h
 	c.ctl.head.Store(h)
-	if c.ctl.notFull.Waiters() != 0 && c.ctl.notFullAt.Load()-old-1 < h-old {
+	if c.ctl.notFull.Waiting() && c.ctl.notFullAt.Load()-old-1 < h-old {
 		c.ctl.notFull.Notify()
 	}
 }
@@ -372,20 +259,11 @@ var (
 	localRoles   = map[roleKey]bool{}
 )
 
-// roleWord packs a process identity into one CAS-able word:
-// pid<<32 | low 32 bits of its start time. The start time (clock ticks
-// since boot) disambiguates PID reuse; 32 bits of it wrap after about 497
-// days at 100 Hz, so a reused PID would also need a start time exactly a
-// multiple of 2^32 ticks away to be mistaken for the holder.
-func roleWord(id proc.ID) uint64 {
-	return uint64(uint32(id.PID))<<32 | uint64(uint32(id.Start))
-}
-
 // RoleHolder describes the holder of a ring role.
 type RoleHolder struct {
-	PID      int32  // 0 when the role is free
-	StartLow uint32 // low 32 bits of the holder's start time (clock ticks)
-	Alive    bool   // whether that process is still running
+	PID   int32  // 0 when the role is free
+	Start uint64 // low bits of the holder's start time (clock ticks), see proc.Word
+	Alive bool   // false only when the holder is certainly dead
 }
 
 func (h RoleHolder) String() string {
@@ -396,30 +274,16 @@ func (h RoleHolder) String() string {
 	if !h.Alive {
 		state = "dead"
 	}
-	return fmt.Sprintf("pid %d (start %d, %s)", h.PID, h.StartLow, state)
+	return fmt.Sprintf("pid %d (start %d, %s)", h.PID, h.Start, state)
 }
 
+// decodeRole reads a role word (a proc.Word) and checks its holder.
 func decodeRole(w uint64) RoleHolder {
 	if w == 0 {
 		return RoleHolder{}
 	}
-	h := RoleHolder{PID: int32(w >> 32), StartLow: uint32(w)}
-	h.Alive = holderAlive(h.PID, h.StartLow)
-	return h
-}
-
-// holderAlive reports whether the process recorded as (pid, low start) is
-// still running. Zombies count as dead. A start of 0 means the holder could
-// not read its own start time: the PID alone decides.
-func holderAlive(pid int32, startLow uint32) bool {
-	if pid <= 0 || !proc.Alive(proc.ID{PID: pid}) {
-		return false
-	}
-	if startLow == 0 {
-		return true
-	}
-	st, err := proc.StartTime(pid)
-	return err == nil && uint32(st) == startLow
+	id := proc.FromWord(w)
+	return RoleHolder{PID: id.PID, Start: id.Start, Alive: !proc.Dead(id)}
 }
 
 func roleName(role uint8) string {
@@ -438,7 +302,7 @@ func (c *core) claim(role uint8) error {
 		word = &c.ctl.consumer
 	}
 	self := proc.Self()
-	me := roleWord(self)
+	me := self.Word()
 	key := c.key
 	key.role = role
 	localRolesMu.Lock()
@@ -481,7 +345,7 @@ func (c *core) release(role uint8) {
 	localRolesMu.Lock()
 	delete(localRoles, key)
 	localRolesMu.Unlock()
-	word.CompareAndSwap(roleWord(proc.Self()), 0)
+	word.CompareAndSwap(proc.Self().Word(), 0)
 }
 
 // claimProducer is the producer's slow path: claim the role and load the
@@ -558,23 +422,25 @@ type RingStats struct {
 	Head, Tail      uint64 // lifetime counters
 	Producer        RoleHolder
 	Consumer        RoleHolder
-	ProducerWaiters uint32 // parked on "not full"
-	ConsumerWaiters uint32 // parked on "not empty"
-	// Corrupt is non-nil when head and tail are inconsistent.
-	Corrupt error
+	ProducerWaiting bool // the producer may be parked on "not full"
+	ConsumerWaiting bool // a consumer (or WaitSet) may be parked on "not empty"
 }
 
-func (c *core) stats(kind layout.Kind) RingStats {
+// stats reads the shared state. The error is ErrClosed for a closed handle,
+// or an ErrCorrupt naming the cursors when head and tail are inconsistent
+// (the rest of the snapshot is filled in all the same).
+func (c *core) stats(kind layout.Kind) (RingStats, error) {
 	s := RingStats{Kind: kind, Cap: c.cap}
 	if c.closed.Load() {
-		return s // the segment is unmapped: nothing to report
+		return s, layout.WrapOp("shmring", "stats", c.name, ErrClosed)
 	}
+	var corrupt error
 	s.Head = c.ctl.head.Load()
 	s.Tail = c.ctl.tail.Load()
 	if d := s.Tail - s.Head; d <= c.cap {
 		s.Len = d
 	} else if int64(d) < 0 {
-		s.Corrupt = c.corrupt(s.Head, s.Tail)
+		corrupt = c.corrupt(s.Head, s.Tail)
 	} else {
 		// Possibly the tail moved on between our two loads; re-read.
 		s.Head = c.ctl.head.Load()
@@ -582,14 +448,14 @@ func (c *core) stats(kind layout.Kind) RingStats {
 			s.Len = d
 		} else {
 			s.Len = c.cap
-			s.Corrupt = c.corrupt(s.Head, s.Tail)
+			corrupt = c.corrupt(s.Head, s.Tail)
 		}
 	}
 	s.Producer = decodeRole(c.ctl.producer.Load())
 	s.Consumer = decodeRole(c.ctl.consumer.Load())
-	s.ProducerWaiters = c.ctl.notFull.Waiters()
-	s.ConsumerWaiters = c.ctl.notEmpty.Waiters()
-	return s
+	s.ProducerWaiting = c.ctl.notFull.Waiting()
+	s.ConsumerWaiting = c.ctl.notEmpty.Waiting()
+	return s, corrupt
 }
 
 func (c *core) length() uint64 {
@@ -624,7 +490,7 @@ func Inspect(s *layout.Segment) (RingStats, error) {
 		return RingStats{}, err
 	}
 	c := core{ctl: ctl, cap: capacity, mask: capacity - 1, name: s.Raw().Spec().String()}
-	return c.stats(h.Kind), nil
+	return c.stats(h.Kind)
 }
 
 // maxCapacity bounds a ring's slot or byte count (and keeps every cursor
@@ -674,4 +540,16 @@ func ReleaseDeadRoles(s *layout.Segment) ([]RoleHolder, error) {
 		}
 	}
 	return released, nil
+}
+
+// waitSource is the consumer side's sync.Waitable: the notifier the
+// producer signals, and "the tail is past the head" (or the handle is
+// closed). It claims no role.
+func (c *core) waitSource() (*shmsync.Notifier, func() bool) {
+	return &c.ctl.notEmpty, func() bool {
+		if c.closed.Load() {
+			return true
+		}
+		return c.ctl.tail.Load() != c.ctl.head.Load()
+	}
 }

@@ -109,7 +109,9 @@ import (
 	"reflect"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/layout"
+	shmsync "github.com/shmkit/shmkit/sync"
 )
 
 // Ring is a single-producer single-consumer ring of T in shared memory.
@@ -131,7 +133,10 @@ const (
 // slots must fit in 64 TiB. It fails with fs.ErrExist if the object exists.
 // The new ring is empty and no role is claimed.
 func Create[T any](spec string, capacity int, opts ...Option) (*Ring[T], error) {
-	cfg := buildConfig(opts)
+	cfg, err := buildConfig("create", spec, opts)
+	if err != nil {
+		return nil, err
+	}
 	t := reflect.TypeFor[T]()
 	ti, err := layout.Describe(t)
 	if err != nil {
@@ -157,7 +162,7 @@ func Create[T any](spec string, capacity int, opts ...Option) (*Ring[T], error) 
 		},
 	}
 	// A fresh object is zero-filled: zero cursors, free roles, no waiters.
-	seg, err := layout.Create(spec, d, nil, cfg.layout...)
+	seg, err := layout.Create(spec, d, nil, cfg.Layout...)
 	if err != nil {
 		return nil, err
 	}
@@ -177,12 +182,15 @@ const maxDataBytes = 1 << 46
 // with ErrCorrupt if the ring's geometry does not check out. No role is
 // claimed.
 func Open[T any](spec string, opts ...Option) (*Ring[T], error) {
-	cfg := buildConfig(opts)
+	cfg, err := buildConfig("open", spec, opts)
+	if err != nil {
+		return nil, err
+	}
 	t := reflect.TypeFor[T]()
 	if _, err := layout.Describe(t); err != nil {
 		return nil, err
 	}
-	seg, err := layout.Open(spec, layout.Expect{Kind: layout.KindRing, Types: []reflect.Type{t}}, cfg.layout...)
+	seg, err := layout.Open(spec, layout.Expect{Kind: layout.KindRing, Types: []reflect.Type{t}}, cfg.Layout...)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +203,7 @@ func Open[T any](spec string, opts ...Option) (*Ring[T], error) {
 }
 
 // newRing validates the ring geometry recorded in seg and builds a handle.
-func newRing[T any](seg *layout.Segment, cfg config) (*Ring[T], error) {
+func newRing[T any](seg *layout.Segment, cfg options.Config) (*Ring[T], error) {
 	name := seg.Raw().Spec().String()
 	h := seg.Header()
 	size := uint64(reflect.TypeFor[T]().Size())
@@ -229,8 +237,14 @@ func (r *Ring[T]) Len() int {
 	return int(r.length())
 }
 
-// Stats returns a snapshot of the ring's shared state.
-func (r *Ring[T]) Stats() RingStats { return r.stats(layout.KindRing) }
+// Stats returns a snapshot of the ring's shared state. It fails with
+// ErrClosed after Close, and with ErrCorrupt (the snapshot still filled in)
+// when the cursors are inconsistent. Any goroutine may call it.
+func (r *Ring[T]) Stats() (RingStats, error) { return r.stats(layout.KindRing) }
+
+// WaitSource makes a Ring a sync.Waitable: a WaitSet reports it when an
+// item is ready to pop.
+func (r *Ring[T]) WaitSource() (*shmsync.Notifier, func() bool) { return r.waitSource() }
 
 // Segment returns the underlying segment (for tools).
 func (r *Ring[T]) Segment() *layout.Segment { return r.seg }

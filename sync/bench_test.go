@@ -125,7 +125,7 @@ var notePongChild = testproc.Register("bench-note-pong", func(args []string) err
 	if err != nil {
 		return err
 	}
-	policy := shsync.WaitPolicy(atoi(args[1]))
+	policy := policyByName[args[1]]
 	ctx := context.Background()
 	for i := uint32(1); i <= uint32(atoi(args[2])); i++ {
 		if err := s.Note.Wait(ctx, policy, func() bool { return atomic.LoadUint32(&s.Flag) >= i }); err != nil {
@@ -223,7 +223,7 @@ func BenchmarkPingPongNotifier(b *testing.B) {
 	for _, policy := range []shsync.WaitPolicy{shsync.SpinThenPark, shsync.ParkOnly} {
 		b.Run(policy.String(), func(b *testing.B) {
 			spec, s := newShared(b)
-			p := notePongChild.Start(b, spec, strconv.Itoa(int(policy)), strconv.Itoa(b.N+1))
+			p := notePongChild.Start(b, spec, policy.String(), strconv.Itoa(b.N+1))
 			ctx := context.Background()
 			i := uint32(0)
 			roundTrip := func() {
@@ -245,6 +245,12 @@ func BenchmarkPingPongNotifier(b *testing.B) {
 			}
 		})
 	}
+}
+
+var policyByName = map[string]shsync.WaitPolicy{
+	shsync.SpinThenPark.String(): shsync.SpinThenPark,
+	shsync.SpinOnly.String():     shsync.SpinOnly,
+	shsync.ParkOnly.String():     shsync.ParkOnly,
 }
 
 func BenchmarkNotifyNoWaiters(b *testing.B) {

@@ -81,7 +81,7 @@ var counterChild = testproc.Register("counter", func(args []string) error {
 })
 
 // SpinThenParkPolicy is a short alias used by children.
-const SpinThenParkPolicy = shsync.SpinThenPark
+var SpinThenParkPolicy = shsync.SpinThenPark
 
 // holdChild: args spec, variant. Locks Mu (variant "forget": then drops
 // it from the robust list, as if the list were broken), signals Flag=1 and

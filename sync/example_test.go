@@ -143,6 +143,6 @@ func ExampleNotifier() {
 		n.Notify()
 	}()
 	err := n.Wait(context.Background(), shsync.SpinThenPark, ready.get)
-	fmt.Println(err, n.Waiters())
-	// Output: <nil> 0
+	fmt.Println(err, n.Waiting())
+	// Output: <nil> false
 }

@@ -74,8 +74,7 @@ func TestLayout(t *testing.T) {
 	}{
 		{reflect.TypeOf(shsync.Semaphore{}), "value", 0},
 		{reflect.TypeOf(shsync.Semaphore{}), "waiters", 4},
-		{reflect.TypeOf(shsync.Notifier{}), "seq", 0},
-		{reflect.TypeOf(shsync.Notifier{}), "waiters", 4},
+		{reflect.TypeOf(shsync.Notifier{}), "word", 0},
 		{reflect.TypeOf(shsync.SeqCount{}), "seq", 0},
 	} {
 		f, ok := c.typ.FieldByName(c.name)

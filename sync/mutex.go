@@ -110,66 +110,94 @@ func (m *Mutex) TryLock() (bool, error) {
 	return false, nil
 }
 
+// mutexPolicy is how a blocked Lock waits: park at once (a lock holder's
+// critical section is usually longer than a spin would pay for), waking
+// every DeadOwnerPoll to check the holder.
+var mutexPolicy = ParkOnly
+
 func (m *Mutex) lockSlow(ctx context.Context) error {
-	waited := false
-	for {
-		v := atomic.LoadUint32(&m.word)
-		switch {
-		case v == notRecoverable:
-			return ErrNotRecoverable
-
-		case v&futex.OwnerDied != 0:
-			// The kernel reported the holder's death. Take over, keeping
-			// the waiters bit for whoever else is blocked.
-			if m.acquire(v, v&futex.Waiters) {
-				atomic.StoreUint32(&m.state, mutexInconsistent)
-				return ErrOwnerDead
-			}
-
-		case v&futex.TIDMask == 0:
-			// Free. After sleeping we cannot know whether others still
-			// sleep, so keep the waiters bit set (glibc does the same).
-			bits := v & futex.Waiters
-			if waited {
-				bits = futex.Waiters
-			}
-			if m.acquire(v, bits) {
-				return nil
-			}
-
-		default:
-			if v&futex.Waiters == 0 {
-				if !atomic.CompareAndSwapUint32(&m.word, v, v|futex.Waiters) {
+	var (
+		got    bool
+		result error
+		waited bool
+	)
+	// try takes the lock if the word allows it, recording the outcome.
+	try := func() bool {
+		if got {
+			return true
+		}
+		for {
+			v := atomic.LoadUint32(&m.word)
+			switch {
+			case v == notRecoverable:
+				got, result = true, ErrNotRecoverable
+				return true
+			case v&futex.OwnerDied != 0:
+				// The kernel reported the holder's death. Take over,
+				// keeping the waiters bit for whoever else is blocked.
+				if !m.acquire(v, v&futex.Waiters) {
 					continue
 				}
-				v |= futex.Waiters
-			}
-			err := futex.WaitContextTimeout(ctx, &m.word, v, DeadOwnerPoll)
-			waited = true
-			switch err {
-			case nil, futex.ErrAgain, futex.ErrInterrupted:
-			case futex.ErrTimeout:
-				if !threadAlive(v & futex.TIDMask) {
-					// The holder died unreported (its registration was
-					// broken or forgotten): the keeper thread named in
-					// the word no longer exists.
-					if m.acquire(v, futex.Waiters) {
-						fallbackSteals.Add(1)
-						atomic.StoreUint32(&m.state, mutexInconsistent)
-						return ErrOwnerDead
-					}
+				atomic.StoreUint32(&m.state, mutexInconsistent)
+				got, result = true, ErrOwnerDead
+				return true
+			case v&futex.TIDMask == 0:
+				// Free. After sleeping we cannot know whether others
+				// still sleep, so keep the waiters bit set (glibc does
+				// the same).
+				bits := v & futex.Waiters
+				if waited {
+					bits = futex.Waiters
 				}
-			default:
-				// ctx ended (the error is ctx's), or EFAULT and the like:
-				// the mapping is bad, and retrying would spin.
-				return err
+				if !m.acquire(v, bits) {
+					continue
+				}
+				got = true
+				return true
 			}
+			return false
 		}
 	}
+	park := func(ctx context.Context, timeout time.Duration) error {
+		v := atomic.LoadUint32(&m.word)
+		if v == notRecoverable || v&futex.OwnerDied != 0 || v&futex.TIDMask == 0 {
+			return nil
+		}
+		if v&futex.Waiters == 0 {
+			if !atomic.CompareAndSwapUint32(&m.word, v, v|futex.Waiters) {
+				return nil
+			}
+			v |= futex.Waiters
+		}
+		waited = true
+		return futex.WaitContextTimeout(ctx, &m.word, v, timeout)
+	}
+	// stealDead takes the lock from a holder that died unreported (its
+	// robust registration was broken or forgotten): only on definite
+	// evidence that the keeper thread named in the word no longer exists.
+	stealDead := func() bool {
+		v := atomic.LoadUint32(&m.word)
+		tid := v & futex.TIDMask
+		if v == notRecoverable || tid == 0 || v&futex.OwnerDied != 0 || !proc.ThreadDead(int32(tid)) {
+			return false
+		}
+		if m.acquire(v, futex.Waiters) {
+			fallbackSteals.Add(1)
+			atomic.StoreUint32(&m.state, mutexInconsistent)
+			got, result = true, ErrOwnerDead
+		}
+		return true
+	}
+	if err := mutexPolicy.waitLoop(ctx, try, park, DeadOwnerPoll, stealDead); err != nil {
+		return err
+	}
+	return result
 }
 
 // Unlock releases m. It panics if this process does not hold m (it was not
-// locked through this mapping by this process), like sync.Mutex. If m is
+// locked through this mapping by this process), like sync.Mutex: that is
+// decided from this process's private records, never from the shared word,
+// so a peer scribbling the word cannot make Unlock panic. If m is
 // held in the owner-dead state and MarkConsistent was not called, Unlock
 // makes it permanently not recoverable and wakes every waiter.
 func (m *Mutex) Unlock() {
@@ -238,7 +266,7 @@ func (m *Mutex) State() MutexState {
 	st.Locked = st.OwnerTID != 0
 	st.Waiters = v&futex.Waiters != 0
 	st.Mine = st.Locked && ownedBySelf(v)
-	st.OwnerDead = v&futex.OwnerDied != 0 || (st.Locked && !threadAlive(uint32(st.OwnerTID)))
+	st.OwnerDead = v&futex.OwnerDied != 0 || (st.Locked && proc.ThreadDead(st.OwnerTID))
 	st.Inconsistent = st.Locked && !st.OwnerDead && atomic.LoadUint32(&m.state) == mutexInconsistent
 	return st
 }
@@ -256,10 +284,4 @@ func (m *Mutex) recordOwner(tid uint32) {
 	if atomic.LoadUint64(&m.ownerStart) != self.Start {
 		atomic.StoreUint64(&m.ownerStart, self.Start)
 	}
-}
-
-// threadAlive reports whether the thread tid exists and is not a zombie.
-// /proc/TID/stat exists for every thread, listed in /proc or not.
-func threadAlive(tid uint32) bool {
-	return proc.Alive(proc.ID{PID: int32(tid)})
 }

@@ -2,93 +2,119 @@ package sync
 
 import (
 	"context"
-	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/shmkit/shmkit/internal/futex"
 )
-
-// notifySpin bounds the spinning phase of SpinThenPark.
-const notifySpin = 64
 
 // Notifier lets goroutines in any process wait for a condition that a peer
 // makes true and then announces with Notify. It holds no condition itself:
 // the condition is a ready func over other shared state (a ring index, say)
 // that the notifier's peer updates with sync/atomic before calling Notify.
 //
-// Layout: a sequence word (the futex word) and a waiter count, 8 bytes,
-// zero value ready. Notify makes no system call, and does not even write,
-// when nobody is parked: a producer pays one atomic load.
+// Layout: one futex word (a 31-bit sequence and a "parked" bit) and a
+// reserved word, 8 bytes, zero value ready. Notify makes no system call, and
+// does not even write, when nobody is parked: a producer pays one atomic
+// load that hits in its cache.
+//
+// # The parked bit, and why a dead waiter cannot inflate it
+//
+// A waiter about to sleep sets the parked bit (CAS), re-checks its
+// condition, and sleeps on the word while it still holds the value it set.
+// Notify, after the caller published its state, loads the word; if the bit
+// is set it clears the bit and bumps the sequence in one CAS and wakes every
+// sleeper. This is Dekker's pattern over Go's sequentially consistent
+// atomics: either Notify sees the bit, or the waiter's re-check sees the
+// state. Waking all is what makes clearing the bit safe: every sleeper
+// wakes, re-checks, and sets the bit again if it must sleep again.
+//
+// A counted design (waiters++ / waiters--) leaks a count when a parked
+// waiter is SIGKILLed, and every later Notify then pays a FUTEX_WAKE for
+// nobody. Here a dead waiter leaves at most the bit set, and the next Notify
+// clears it: one wasted wake, then none.
 type Notifier struct {
-	seq     uint32 // bumped by Notify when waiters may be parked
-	waiters uint32 // goroutines registered as (about to be) parked
+	word uint32 // bits 0-30: sequence; bit 31: some waiter may be parked
+	_    uint32 // reserved, zero
 }
 
-// Waiters returns how many goroutines (in all processes) are registered as
-// parked. A waiter killed while parked stays counted (costing its peers
-// spurious wakes, never lost ones).
-func (n *Notifier) Waiters() uint32 { return atomic.LoadUint32(&n.waiters) }
+const parkedBit = 1 << 31
 
-// Wait returns nil once ready() reports true, or ctx.Err() once ctx is done
-// (with its waiter registration undone). ready must read the shared state
-// with sync/atomic loads and have no side effects; it is called repeatedly.
-//
-// Protocol: spin (bounded, runtime.Gosched between checks) per policy;
-// then to park: read seq, register as a waiter, re-check ready, and
-// FUTEX_WAIT on seq while it still holds the value read. The notifier
-// publishes its state, then reads the waiter count (Dekker via Go's
-// sequentially consistent atomics), and only if it is non-zero bumps seq
-// and wakes: so either it sees us registered, or we see the state.
+// Waiting reports whether some goroutine (in any process) may be parked.
+// It is a hint for diagnostics: a waiter killed while parked keeps it true
+// until the next Notify.
+func (n *Notifier) Waiting() bool { return atomic.LoadUint32(&n.word)&parkedBit != 0 }
+
+// Wait returns nil once ready() reports true, or ctx.Err() once ctx is done.
+// ready must read the shared state with sync/atomic loads and have no side
+// effects; it is called repeatedly. The policy sizes the spin, yield and
+// park phases (see WaitPolicy). A ready() that holds when ctx ends wins: the
+// call returns nil.
 func (n *Notifier) Wait(ctx context.Context, policy WaitPolicy, ready func() bool) error {
-	if ready() {
-		return nil
+	return policy.waitLoop(ctx, ready, n.parker(ready), 0, nil)
+}
+
+// WaitPoll is Wait for structures that must also look after their peers
+// while waiting: every pollEvery (spinning, yielding or parked) it calls
+// poll, which may repair the shared state (say, take over a dead peer's
+// half-done operation) and reports whether the caller should re-check.
+func (n *Notifier) WaitPoll(ctx context.Context, policy WaitPolicy, ready func() bool, pollEvery time.Duration, poll func() bool) error {
+	if pollEvery <= 0 {
+		pollEvery = time.Millisecond
 	}
-	done := ctx.Done()
-	if policy != ParkOnly {
-		for i := 0; policy == SpinOnly || i < notifySpin; i++ {
-			runtime.Gosched()
-			if ready() {
-				return nil
-			}
-			if i%16 == 15 && done != nil {
-				select {
-				case <-done:
-					return ctx.Err()
-				default:
-				}
-			}
-		}
-	}
-	for {
-		s := atomic.LoadUint32(&n.seq)
-		atomic.AddUint32(&n.waiters, 1)
-		if ready() {
-			atomic.AddUint32(&n.waiters, ^uint32(0))
+	return policy.waitLoop(ctx, ready, n.parker(ready), pollEvery, poll)
+}
+
+// parker returns the park step of Wait: register, re-check, sleep.
+func (n *Notifier) parker(ready func() bool) func(context.Context, time.Duration) error {
+	return func(ctx context.Context, timeout time.Duration) error {
+		w, ok := n.arm()
+		if !ok {
 			return nil
 		}
-		err := futex.WaitContextTimeout(ctx, &n.seq, s, parkRecheck)
-		atomic.AddUint32(&n.waiters, ^uint32(0))
-		switch err {
-		case nil, futex.ErrAgain, futex.ErrInterrupted, futex.ErrTimeout:
-			if ready() {
-				return nil
-			}
-		default:
-			if cerr := ctx.Err(); cerr != nil {
-				return cerr
-			}
-			return err
+		if ready() {
+			return nil
 		}
+		return futex.WaitContextTimeout(ctx, &n.word, w, timeout)
 	}
+}
+
+// arm sets the parked bit and returns the word to sleep on. ok is false when
+// the word is changing under us (a Notify in flight): the caller re-checks
+// instead of sleeping.
+func (n *Notifier) arm() (w uint32, ok bool) {
+	w = atomic.LoadUint32(&n.word)
+	if w&parkedBit != 0 {
+		return w, true
+	}
+	if atomic.CompareAndSwapUint32(&n.word, w, w|parkedBit) {
+		return w | parkedBit, true
+	}
+	return 0, false
 }
 
 // Notify wakes every parked waiter so it re-checks its condition. Call it
 // after publishing the state the waiters check. Without parked waiters it
 // is one atomic load: no store, no system call.
 func (n *Notifier) Notify() {
-	if atomic.LoadUint32(&n.waiters) == 0 {
+	w := atomic.LoadUint32(&n.word)
+	if w&parkedBit == 0 {
 		return
 	}
-	atomic.AddUint32(&n.seq, 1)
-	_, _ = futex.Wake(&n.seq, 0)
+	for {
+		// Bump the sequence (it wraps within the low 31 bits) and clear
+		// the bit, so sleepers that have not slept yet see a new value.
+		next := (w + 1) &^ parkedBit
+		if atomic.CompareAndSwapUint32(&n.word, w, next) {
+			break
+		}
+		w = atomic.LoadUint32(&n.word)
+		if w&parkedBit == 0 {
+			return // another notifier cleared it and wakes them
+		}
+	}
+	_, _ = futex.Wake(&n.word, 0)
 }
+
+// word returns the futex word, for WaitSet.
+func (n *Notifier) futexWord() *uint32 { return &n.word }

@@ -37,8 +37,12 @@ func TestNotifierPolicies(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Fatal(err)
 			}
-			if s.Note.Waiters() != 0 || s.Note2.Waiters() != 0 {
-				t.Fatalf("waiters left: %d %d", s.Note.Waiters(), s.Note2.Waiters())
+			// The last round's waiter may leave its bit set (nobody
+			// notified after it woke by itself); one Notify clears it.
+			s.Note.Notify()
+			s.Note2.Notify()
+			if s.Note.Waiting() || s.Note2.Waiting() {
+				t.Fatal("parked bit left set after Notify")
 			}
 		})
 	}
@@ -62,8 +66,11 @@ func TestNotifierCancel(t *testing.T) {
 			t.Fatalf("%v: Wait = %v", policy, err)
 		}
 		cancel2()
-		if w := s.Note.Waiters(); w != 0 {
-			t.Fatalf("%v: %d waiters left after cancellation", policy, w)
+		// A cancelled waiter may leave the parked bit set: the next
+		// Notify clears it (one spurious wake), and then it stays clear.
+		s.Note.Notify()
+		if s.Note.Waiting() {
+			t.Fatalf("%v: parked bit survives a Notify", policy)
 		}
 	}
 }

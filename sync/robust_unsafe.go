@@ -223,7 +223,12 @@ func (m *Mutex) release(newWord uint32) (old uint32, ok bool) {
 	case k == nil:
 		return m.releaseScribbled(newWord)
 	case k == &keepers.slots[0]:
-		return m.releaseShared(newWord)
+		if old, ok := m.releaseShared(newWord); ok {
+			return old, true
+		}
+		// The word names our shared-list keeper, but m is not on its
+		// list: a peer wrote our keeper's TID over the word.
+		return m.releaseScribbled(newWord)
 	case atomic.LoadUint64(&k.head.ListOpPending) != uint64(uintptr(unsafe.Pointer(m))):
 		return m.releaseScribbled(newWord)
 	}
@@ -248,8 +253,13 @@ func (m *Mutex) releaseScribbled(newWord uint32) (old uint32, ok bool) {
 	for i := 1; i < numSlots; i++ {
 		k := &keepers.slots[i]
 		if atomic.LoadUint64(&k.head.ListOpPending) == entry {
+			// We hold m through keeper i. A word naming another keeper of
+			// ours that does not back m is a scribble too (locks taken
+			// through slot 0 are on the mirror; through slot j, in its
+			// pending slot): release it. A word naming a foreign thread is
+			// left alone: it may be another process's now.
 			old = atomic.LoadUint32(&m.word)
-			if slotOf(old&futex.TIDMask) == nil {
+			if o := slotOf(old & futex.TIDMask); o != nil && !backs(o, m) {
 				atomic.CompareAndSwapUint32(&m.word, old, newWord)
 			}
 			storeRelease(&k.head.ListOpPending, 0)
@@ -265,6 +275,25 @@ func (m *Mutex) releaseScribbled(newWord uint32) (old uint32, ok bool) {
 		return old, true
 	}
 	return 0, false
+}
+
+// backs reports whether keeper k guards m for this process: m is in k's
+// pending slot, or (slot 0) on its list.
+func backs(k *keeperSlot, m *Mutex) bool {
+	if atomic.LoadUint64(&k.head.ListOpPending) == uint64(uintptr(unsafe.Pointer(m))) {
+		return true
+	}
+	if k != &keepers.slots[0] {
+		return false
+	}
+	listLock(uint64(uintptr(unsafe.Pointer(m))))
+	defer listUnlock()
+	for _, x := range keepers.mirror {
+		if x == m {
+			return true
+		}
+	}
+	return false
 }
 
 // ownedBySelf reports whether word names one of this process's keepers.

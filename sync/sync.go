@@ -94,20 +94,27 @@
 // robust mutexes: all processes sharing a Mutex must be in one PID
 // namespace, or the /proc fallback would misjudge a holder in another one.
 //
-// # Wait/notify and the Dekker-style waiter count
+// # Waiting: one loop, one wait/notify word
 //
-// A FUTEX_WAKE costs ~250 ns even when nobody waits, so Semaphore.Post and
-// Notifier.Notify skip it unless a waiter count is non-zero. This is the
-// Dekker pattern: the waiter increments the count, then re-checks the
-// condition; the waker publishes the condition, then reads the count. Go's
-// sync/atomic operations are sequentially consistent, so in the single total
-// order either the waker sees the count (and wakes) or the waiter sees the
-// condition (and does not sleep). The futex word itself closes the
-// remaining window: FUTEX_WAIT sleeps only if the word still holds the value
-// the waiter saw, and the waker changes the word before waking.
+// Every blocking call in shmkit (ring, byte ring, queue, bus, Mutex, WaitSet)
+// runs the same loop, sized by a WaitPolicy: spin, yield, park. A FUTEX_WAKE
+// costs ~250 ns even when nobody waits, so Notifier.Notify and Semaphore.Post
+// skip it unless a waiter has announced itself. This is the Dekker pattern:
+// the waiter announces itself, then re-checks the condition; the waker
+// publishes the condition, then reads the announcement. Go's sync/atomic
+// operations are sequentially consistent, so in the single total order
+// either the waker sees the announcement (and wakes) or the waiter sees the
+// condition (and does not sleep). The futex word itself closes the remaining
+// window: FUTEX_WAIT sleeps only if the word still holds the value the waiter
+// saw, and the waker changes the word before waking.
 //
-// A waiter killed while parked leaves the count one too high. That costs
-// the peers a spurious FUTEX_WAKE per post, never a lost wakeup.
+// The Notifier's announcement is a bit, not a count, so a waiter SIGKILLed
+// while parked costs its peers at most one spurious wake (see Notifier).
+// The Semaphore still counts its waiters: a waiter killed while parked
+// leaves its count one too high, which costs a spurious FUTEX_WAKE per post,
+// never a lost wakeup.
+//
+// WaitSet parks on the words of several Notifiers at once (futex_waitv).
 //
 // # System V semaphores and SEM_UNDO
 //
@@ -158,31 +165,3 @@ var ErrWouldBlock = errors.New("shmkit/sync: operation would block")
 // ErrOverflow is returned by Semaphore.Post when the value is already
 // SemValueMax.
 var ErrOverflow = errors.New("shmkit/sync: semaphore value overflow")
-
-// WaitPolicy selects how a blocking wait spends its time before the
-// condition holds.
-type WaitPolicy uint8
-
-const (
-	// SpinThenPark re-checks for a bounded number of rounds (yielding with
-	// runtime.Gosched), then parks in the kernel. The default: sub-µs
-	// latency when the peer is quick, no CPU burned when it is not.
-	SpinThenPark WaitPolicy = iota
-	// SpinOnly never parks: lowest latency, burns a CPU while waiting.
-	// The peer's Notify never needs a syscall for it.
-	SpinOnly
-	// ParkOnly parks at once (after one check): no spinning at all.
-	ParkOnly
-)
-
-func (p WaitPolicy) String() string {
-	switch p {
-	case SpinThenPark:
-		return "spin-then-park"
-	case SpinOnly:
-		return "spin-only"
-	case ParkOnly:
-		return "park-only"
-	}
-	return "WaitPolicy(?)"
-}

@@ -28,9 +28,6 @@ func ringLive(s *layout.Segment) (*Live, error) {
 	if err != nil {
 		return nil, err
 	}
-	if st.Corrupt != nil {
-		return nil, st.Corrupt
-	}
 	l := &Live{
 		Len:  u64(st.Len),
 		Head: u64(st.Head),
@@ -38,8 +35,8 @@ func ringLive(s *layout.Segment) (*Live, error) {
 		In:   u64(st.Tail),
 		Out:  u64(st.Head),
 		Waiters: []Counter{
-			{Name: "producer", Value: uint64(st.ProducerWaiters)},
-			{Name: "consumer", Value: uint64(st.ConsumerWaiters)},
+			{Name: "producer", Value: b2u(st.ProducerWaiting)},
+			{Name: "consumer", Value: b2u(st.ConsumerWaiting)},
 		},
 	}
 	unit := "items"
@@ -53,7 +50,7 @@ func ringLive(s *layout.Segment) (*Live, error) {
 		if r.h.PID == 0 {
 			continue
 		}
-		l.Owners = append(l.Owners, Owner{Role: r.role, ProcInfo: ProcInfo{PID: r.h.PID, Start: uint64(r.h.StartLow), Alive: r.h.Alive}})
+		l.Owners = append(l.Owners, Owner{Role: r.role, ProcInfo: ProcInfo{PID: r.h.PID, Start: r.h.Start, Alive: r.h.Alive}})
 		if !r.h.Alive {
 			l.Problems = append(l.Problems, Problem{
 				What:    "dead-role",
@@ -78,4 +75,12 @@ func ringRepair(spec string) ([]string, error) {
 		acts = append(acts, fmt.Sprintf("released a ring role held by dead pid %d", h.PID))
 	}
 	return acts, err
+}
+
+// b2u shows a parked flag as a count of 0 or 1.
+func b2u(b bool) uint64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -23,7 +23,7 @@ import (
 type ringHandle interface {
 	Close() error
 	Segment() *layout.Segment
-	Stats() shmring.RingStats
+	Stats() (shmring.RingStats, error)
 }
 
 // seg is one segment the parent created.

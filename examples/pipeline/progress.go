@@ -61,7 +61,7 @@ func (p *progress) update() {
 	}
 	b.WriteString(" | rings")
 	for _, r := range p.rings {
-		st := r.Stats()
+		st, _ := r.Stats() // a closed or corrupt ring shows what could be read
 		fmt.Fprintf(&b, " %d%%", st.Len*100/max(st.Cap, 1))
 	}
 	sink := p.prev[len(p.prev)-1]

@@ -202,3 +202,87 @@ func SetRobustList(head *RobustListHead) error {
 
 // Gettid returns the calling OS thread's ID.
 func Gettid() int32 { return int32(unix.Gettid()) }
+
+// MaxWaitv is the kernel's limit on one futex_waitv vector (FUTEX_WAITV_MAX).
+// WaitAny uses one entry for its cancel word, so it takes at most
+// MaxWaitv-1 words.
+const MaxWaitv = 128
+
+// waitAnyPoll is the sleep between checks of WaitAny's fallback for kernels
+// without futex_waitv.
+const waitAnyPoll = time.Millisecond
+
+// WaitAny blocks while every *addrs[i] == vals[i], until a FUTEX_WAKE on any
+// of them or ctx is done, with one futex_waitv call. It returns the index of
+// a word that was woken (or -1 when unknown) and nil, or ErrAgain (some word
+// already differed), ErrInterrupted, or ctx.Err(). Any return may be
+// spurious. At most MaxWaitv-1 words. On kernels without futex_waitv
+// (before 5.16) it polls the words every millisecond.
+func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32) (int, error) {
+	n := len(addrs)
+	if n == 0 || n != len(vals) || n > MaxWaitv-1 {
+		return -1, unix.EINVAL
+	}
+	if err := ctx.Err(); err != nil {
+		return -1, err
+	}
+	if waitvUnsupported.Load() {
+		return pollAny(ctx, addrs, vals)
+	}
+	vec := make([]waitv, n+1)
+	for i, a := range addrs {
+		vec[i] = waitv{val: uint64(vals[i]), uaddr: uint64(uintptr(unsafe.Pointer(a))), flags: waitv32}
+	}
+	cancel := new(uint32)
+	vec[n] = waitv{uaddr: uint64(uintptr(unsafe.Pointer(cancel))), flags: waitv32 | waitvPrivate}
+	stop := context.AfterFunc(ctx, func() {
+		atomic.StoreUint32(cancel, 1)
+		unix.Syscall6(unix.SYS_FUTEX, uintptr(unsafe.Pointer(cancel)), opWake|privateFlag, 1<<30, 0, 0, 0)
+	})
+	defer stop()
+	var tsp unsafe.Pointer
+	var ts unix.Timespec
+	if dl, ok := ctx.Deadline(); ok {
+		var now unix.Timespec
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+		ts = unix.NsecToTimespec(now.Nano() + int64(time.Until(dl)))
+		tsp = unsafe.Pointer(&ts)
+	}
+	r, _, e := unix.Syscall6(unix.SYS_FUTEX_WAITV, uintptr(unsafe.Pointer(&vec[0])), uintptr(n+1), 0, uintptr(tsp), uintptr(unix.CLOCK_MONOTONIC), 0)
+	runtime.KeepAlive(addrs)
+	runtime.KeepAlive(cancel)
+	if e == unix.ENOSYS {
+		waitvUnsupported.Store(true)
+		return pollAny(ctx, addrs, vals)
+	}
+	if err := ctx.Err(); err != nil {
+		return -1, err
+	}
+	if e == unix.ETIMEDOUT {
+		return -1, context.DeadlineExceeded
+	}
+	if e != 0 {
+		return -1, errnoErr(e)
+	}
+	if int(r) < n {
+		return int(r), nil
+	}
+	return -1, nil
+}
+
+func pollAny(ctx context.Context, addrs []*uint32, vals []uint32) (int, error) {
+	t := time.NewTicker(waitAnyPoll)
+	defer t.Stop()
+	for {
+		for i, a := range addrs {
+			if atomic.LoadUint32(a) != vals[i] {
+				return i, ErrAgain
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return -1, ctx.Err()
+		case <-t.C:
+		}
+	}
+}

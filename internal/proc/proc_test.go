@@ -4,6 +4,9 @@ import (
 	"os"
 	"os/exec"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/stretchr/testify/require"
 )
@@ -11,12 +14,12 @@ import (
 func TestParseStartTimeOddComm(t *testing.T) {
 	// A command name with spaces and a ')' must not shift the fields.
 	line := "1234 (a b) c) S 1 1 1 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10"
-	st, err := parseStartTime([]byte(line))
+	st, err := parseStartTimeOnly([]byte(line))
 	require.NoError(t, err)
 	require.Equal(t, uint64(987654), st)
-	_, err = parseStartTime([]byte("1 (x) S 1"))
+	_, err = parseStartTimeOnly([]byte("1 (x) S 1"))
 	require.Error(t, err)
-	_, err = parseStartTime([]byte("garbage"))
+	_, err = parseStartTimeOnly([]byte("garbage"))
 	require.Error(t, err)
 }
 
@@ -40,4 +43,42 @@ func TestDeadChildIsNotAlive(t *testing.T) {
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
 	require.False(t, Alive(id))
+}
+
+func parseStartTimeOnly(b []byte) (uint64, error) {
+	_, st, err := parseStat(b)
+	return st, err
+}
+
+func TestWordRoundTrip(t *testing.T) {
+	id := ID{PID: 4194303, Start: 1<<42 + 12345}
+	got := FromWord(id.Word())
+	require.Equal(t, id.PID, got.PID)
+	require.Equal(t, uint64(12345), got.Start)
+	require.Zero(t, ID{}.Word())
+	require.Zero(t, ID{PID: -5}.Word())
+	require.Zero(t, ID{PID: MaxPID + 1}.Word())
+	me := Self()
+	require.True(t, Alive(FromWord(me.Word())), "a word of ourselves names a live process")
+}
+
+func TestThreadLiveness(t *testing.T) {
+	require.False(t, ThreadDead(int32(unix.Gettid())))
+	require.False(t, ThreadDead(int32(os.Getpid())))
+	require.True(t, ThreadDead(0))
+	require.False(t, NotThreadOf(int32(os.Getpid()), int32(unix.Gettid())))
+}
+
+func TestZombieIsDead(t *testing.T) {
+	cmd := exec.Command("true")
+	require.NoError(t, cmd.Start())
+	pid := int32(cmd.Process.Pid)
+	// Not reaped yet: a zombie once it exits.
+	deadline := time.Now().Add(5 * time.Second)
+	for !Dead(ID{PID: pid}) {
+		require.True(t, time.Now().Before(deadline), "zombie pid %d never read as dead", pid)
+		time.Sleep(time.Millisecond)
+	}
+	_ = cmd.Wait()
+	require.True(t, Dead(ID{PID: pid}))
 }

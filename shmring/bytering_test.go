@@ -187,7 +187,7 @@ func TestByteRingModel(t *testing.T) {
 					readIdx = 0
 				case 4:
 					require.Equal(t, int(tail-head), r.Len(), "step %d", step)
-					st := r.Stats()
+					st := statsOf(t, r)
 					require.Equal(t, tail, st.Tail)
 					require.Equal(t, head, st.Head)
 				}
@@ -421,7 +421,8 @@ func TestByteRingProducerCrash(t *testing.T) {
 			// Both points are hit once per record (Reserve only after it
 			// succeeds), so exactly the nth-1 earlier records were committed.
 			require.Equal(t, uint64(nth-1), seq)
-			require.Equal(t, r.Stats().Tail, r.Stats().Head, "nothing left unread")
+			st := statsOf(t, r)
+			require.Equal(t, st.Tail, st.Head, "nothing left unread")
 		})
 	}
 }

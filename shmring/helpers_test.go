@@ -11,6 +11,7 @@ import (
 
 	"github.com/shmkit/shmkit/internal/testproc"
 	"github.com/shmkit/shmkit/segment"
+	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) { testproc.Main(m) }
@@ -143,4 +144,14 @@ func timeoutCtx(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// statsOf returns the ring's stats, failing the test on an error.
+func statsOf(t testing.TB, r interface {
+	Stats() (RingStats, error)
+}) RingStats {
+	t.Helper()
+	st, err := r.Stats()
+	require.NoError(t, err)
+	return st
 }

@@ -16,7 +16,6 @@ func TestControlLayout(t *testing.T) {
 	require.Equal(t, uintptr(0), unsafe.Offsetof(c.tail))
 	require.Equal(t, uintptr(1*layout.LineSize), unsafe.Offsetof(c.head))
 	require.Equal(t, uintptr(2*layout.LineSize), unsafe.Offsetof(c.notEmpty))
-	require.Equal(t, uintptr(2*layout.LineSize+8), unsafe.Offsetof(c.notEmptyAt))
 	require.Equal(t, uintptr(3*layout.LineSize), unsafe.Offsetof(c.notFull))
 	require.Equal(t, uintptr(3*layout.LineSize+8), unsafe.Offsetof(c.notFullAt))
 	require.Equal(t, uintptr(4*layout.LineSize), unsafe.Offsetof(c.producer))

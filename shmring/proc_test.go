@@ -408,7 +408,11 @@ var crashProducer = testproc.Register("ring-crash-producer", func(a []string) er
 	if _, err := r.Claim(0); err != nil {
 		return err
 	}
-	seq := r.Stats().Tail
+	st, err := r.Stats()
+	if err != nil {
+		return err
+	}
+	seq := st.Tail
 	end := seq + count
 	for seq < end {
 		s, err := r.ClaimWait(ctx, int(min(end-seq, 7)))
@@ -481,8 +485,9 @@ func TestProducerCrashMidClaim(t *testing.T) {
 				}
 				require.Error(t, p.Wait(time.Second), "round %d: the producer should have died at %s:%d\n%s", round, point, nth, p.Output())
 				drain()
-				require.False(t, r.Stats().Producer.Alive)
-				require.Equal(t, next, r.Stats().Tail, "everything published was seen")
+				st := statsOf(t, r)
+				require.False(t, st.Producer.Alive)
+				require.Equal(t, next, st.Tail, "everything published was seen")
 			}
 			// A clean producer takes over the dead one's role and continues
 			// from the published tail.
@@ -544,7 +549,7 @@ func TestRoleTakenAcrossProcesses(t *testing.T) {
 			err = try()
 			require.ErrorIs(t, err, ErrRoleTaken)
 			require.ErrorContains(t, err, fmt.Sprintf("pid %d", p.Pid()))
-			st := r.Stats()
+			st := statsOf(t, r)
 			holder := st.Producer
 			if role == "consumer" {
 				holder = st.Consumer
@@ -554,7 +559,7 @@ func TestRoleTakenAcrossProcesses(t *testing.T) {
 
 			p.Kill()
 			require.NoError(t, try())
-			st = r.Stats()
+			st = statsOf(t, r)
 			holder = st.Producer
 			if role == "consumer" {
 				holder = st.Consumer

@@ -57,7 +57,7 @@ type control struct {
 	notFullAt atomic.Uint64
 	_         [layout.LineSize - 16]byte
 	// producer and consumer are the role words: 0 when free, else
-	// pid<<32 | low 32 bits of the holder's start time (see roleWord).
+	// the holder's proc.Word (pid and start time; see internal/proc).
 	producer atomic.Uint64
 	consumer atomic.Uint64
 	_        [layout.LineSize - 16]byte

@@ -18,24 +18,22 @@
 // a cache of the other side's cursor, and reloads the other cursor only when
 // the cache says "full" (producer) or "empty" (consumer). In steady state a
 // push is a slot write plus one atomic store of tail, and one atomic load of
-// the notifier's waiter count; a pop is a slot read, a store of head and a
-// load. No allocation, no interface call, no syscall. (Go's atomic stores
+// the notifier word; a pop is a slot read, a store of head and a load. No allocation, no interface call, no syscall. (Go's atomic stores
 // are sequentially consistent, an XCHG on amd64: that is the price of the
 // lost-wakeup-free handshake below, and the batch calls pay it once per
 // batch instead of once per item.)
 //
 // Blocking calls (Push, Pop, PushBatch, PopBatch, ClaimWait, PeekWait, and
-// the ByteRing's Write, ReadInto, ReserveWait, ReadWait) first re-check in a
-// tight loop (WithSpin), then hand over to sync.Notifier, which yields for a
-// while and finally parks in FUTEX_WAIT with a registered waiter count.
-// Before waiting, a side also records in the control block the cursor value
-// it is waiting for (the tail it saw, or the head it needs). The other side
-// looks at the waiter count after each store of its cursor (one atomic
-// load, on a line nobody writes in steady state) and calls FUTEX_WAKE only
-// when the count is non-zero and this very store moves its cursor past the
-// recorded value: one wake per park, never one per item, and no syscall at
-// all while both sides are busy. WithWaitPolicy chooses SpinOnly (never
-// parks; yields the CPU now and then), SpinThenPark (default) or ParkOnly.
+// the ByteRing's Write, ReadInto, ReserveWait, ReadWait) wait the way every
+// shmkit structure waits: sync.Notifier's spin, yield, park loop, sized by
+// the handle's sync.WaitPolicy (WithWaitPolicy; default SpinThenPark). A
+// side about to park sets its notifier's parked bit; the other side loads
+// the notifier word after each store of its cursor (one atomic load, on a
+// line nobody writes in steady state) and calls FUTEX_WAKE only when the
+// bit is set. The wake clears the bit, so it is one wake per park, never
+// one per item, and no syscall at all while both sides are busy. A producer
+// waiting for room also records the head it needs, so releases short of it
+// skip the wake.
 // A fast-path operation that can proceed does so without looking at its
 // context.
 //
@@ -45,11 +43,14 @@
 // on its first producing call (Push, TryPush, PushBatch, Claim, ...) and the
 // consumer role on its first consuming call (Pop, TryPop, PopBatch, Peek,
 // ...); Create and Open claim nothing. The role is recorded in the control
-// block as one 64-bit word, pid<<32 | low 32 bits of the holder's start
-// time (so a reused PID is not mistaken for the holder), set by CAS. A claim
-// of a role held by another live process fails with an error wrapping
-// ErrRoleTaken that names the holder; once the holder is dead (exited, or
-// SIGKILLed) the role may be taken over. One process may hold both roles,
+// block as one 64-bit word, the holder's pid and start time (so a reused
+// PID is not mistaken for the holder), set by CAS. A claim of a role held by
+// another live process fails with an error wrapping ErrRoleTaken that names
+// the holder; once the holder is certainly dead (the kernel has no such
+// process, or it is a zombie, or its PID now names a newer process) the role
+// may be taken over. Any doubt (another user's process under hidepid, our
+// fd table full) counts as alive: a claim may fail longer, never succeed
+// beside a live holder. One process may hold both roles,
 // through one handle or two, but two handles in one process cannot hold the
 // same role. Close releases the roles of its handle.
 //
@@ -81,11 +82,10 @@
 //     consumer killed after they return but before it has processed the
 //     items loses those items (at most one for Pop, len(buf) for PopBatch).
 //     Consumers that need at-least-once delivery use Peek, process, Advance.
-//   - Waiters: a side killed while parked leaves the notifier's waiter
-//     count one too high. Its peer then loads the recorded wait position
-//     after each store and makes at most one unneeded FUTEX_WAKE (about
-//     250 ns), when its cursor passes that position. Nothing is lost and
-//     nothing deadlocks.
+//   - Waiters: a side killed while parked leaves its notifier's parked
+//     bit set. The other side's next wake clears it: one unneeded
+//     FUTEX_WAKE (about 250 ns), then none. Nothing is lost and nothing
+//     deadlocks.
 //
 // A blocked Pop or Push waits for its peer however long it takes, including
 // forever if the peer is dead and never replaced: bound it with the context,

@@ -3,7 +3,6 @@ package sync
 import (
 	"context"
 	"math"
-	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -19,8 +18,9 @@ const SemValueMax = math.MaxInt32
 // this turns that into a delay instead of a hang.
 const parkRecheck = time.Second
 
-// semSpin is how many times a Wait re-checks (yielding) before parking.
-const semSpin = 32
+// semPolicy is how a blocked Semaphore.Wait waits: a few microseconds of
+// yielding re-checks, then park.
+var semPolicy = WaitPolicy{Yield: 5 * time.Microsecond}
 
 // Semaphore is a process-shared counting semaphore, like a POSIX semaphore
 // made with sem_init(pshared=1), living in a shared segment. The zero value
@@ -91,33 +91,30 @@ func (s *Semaphore) TryWait() bool {
 func (s *Semaphore) Wait() error { return s.WaitContext(context.Background()) }
 
 // WaitContext is Wait that gives up when ctx is done, returning ctx.Err()
-// without decrementing and with its waiter registration undone.
+// without decrementing and with its waiter registration undone. It waits
+// the way every shmkit wait does (semPolicy's yield, then park); a value
+// that is there when ctx ends is taken.
 func (s *Semaphore) WaitContext(ctx context.Context) error {
-	if s.TryWait() {
-		return nil
+	registered := false
+	park := func(ctx context.Context, timeout time.Duration) error {
+		if !registered {
+			// Dekker: count ourselves, then re-check the value.
+			atomic.AddUint32(&s.waiters, 1)
+			registered = true
+			if atomic.LoadUint32(&s.value) != 0 {
+				return nil
+			}
+		}
+		return futex.WaitContextTimeout(ctx, &s.value, 0, timeout)
 	}
-	for range semSpin {
-		runtime.Gosched()
-		if s.TryWait() {
-			return nil
-		}
-	}
-	atomic.AddUint32(&s.waiters, 1)
-	for {
-		if s.TryWait() {
-			atomic.AddUint32(&s.waiters, ^uint32(0))
-			return nil
-		}
-		err := futex.WaitContextTimeout(ctx, &s.value, 0, parkRecheck)
-		if err == nil || err == futex.ErrAgain || err == futex.ErrInterrupted || err == futex.ErrTimeout {
-			continue
-		}
+	err := semPolicy.waitLoop(ctx, s.TryWait, park, parkRecheck, func() bool { return true })
+	if registered {
 		atomic.AddUint32(&s.waiters, ^uint32(0))
-		// We may have consumed a wake meant for a waiter that can now
-		// take the value; pass it on.
-		if atomic.LoadUint32(&s.value) != 0 && atomic.LoadUint32(&s.waiters) != 0 {
+		// Giving up, we may have consumed a wake meant for a waiter that
+		// can now take the value; pass it on.
+		if err != nil && atomic.LoadUint32(&s.value) != 0 && atomic.LoadUint32(&s.waiters) != 0 {
 			_, _ = futex.Wake(&s.value, 1)
 		}
-		return err
 	}
+	return err
 }

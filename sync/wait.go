@@ -91,11 +91,25 @@ func (p WaitPolicy) waitLoop(ctx context.Context, ready func() bool, park func(c
 	if ready() {
 		return nil
 	}
-	done := ctx.Done()
-	var start, lastPoll time.Time
 	if p.Spin > 0 || p.Yield > 0 || p.NoPark {
-		start = time.Now()
-		lastPoll = start
+		start := time.Now()
+		lastPoll := start
+		// between runs every batch of checks: the clock, ctx and the poll.
+		// It reports whether the wait is over (err says how) and the time
+		// spent so far.
+		between := func() (over bool, err error, spent time.Duration) {
+			now := time.Now()
+			if err := ctx.Err(); err != nil {
+				return true, err, 0
+			}
+			if poll != nil && now.Sub(lastPoll) >= pollEvery {
+				lastPoll = now
+				if poll() && ready() {
+					return true, nil, 0
+				}
+			}
+			return false, nil, now.Sub(start)
+		}
 		// Phase 1: spin.
 		for {
 			for range spinBatch {
@@ -103,21 +117,11 @@ func (p WaitPolicy) waitLoop(ctx context.Context, ready func() bool, park func(c
 					return nil
 				}
 			}
-			now := time.Now()
-			if done != nil {
-				select {
-				case <-done:
-					return ctx.Err()
-				default:
-				}
+			over, err, spent := between()
+			if over {
+				return err
 			}
-			if poll != nil && now.Sub(lastPoll) >= pollEvery {
-				lastPoll = now
-				if poll() && ready() {
-					return nil
-				}
-			}
-			if now.Sub(start) >= p.Spin {
+			if spent >= p.Spin {
 				break
 			}
 		}
@@ -133,21 +137,11 @@ func (p WaitPolicy) waitLoop(ctx context.Context, ready func() bool, park func(c
 			if i%8 != 0 {
 				continue
 			}
-			now := time.Now()
-			if done != nil {
-				select {
-				case <-done:
-					return ctx.Err()
-				default:
-				}
+			over, err, spent := between()
+			if over {
+				return err
 			}
-			if poll != nil && now.Sub(lastPoll) >= pollEvery {
-				lastPoll = now
-				if poll() && ready() {
-					return nil
-				}
-			}
-			if !p.NoPark && now.Sub(start) >= p.Spin+p.Yield {
+			if !p.NoPark && spent >= p.Spin+p.Yield {
 				break
 			}
 		}

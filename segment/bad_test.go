@@ -211,9 +211,12 @@ func TestZeroLengthObject(t *testing.T) {
 		require.ErrorIs(t, err, segment.ErrEmptyObject)
 	})
 	t.Run("memfd-by-fd", func(t *testing.T) {
-		fd, err := unix.MemfdCreate("empty", unix.MFD_CLOEXEC)
+		fd, err := unix.MemfdCreate("empty", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 		require.NoError(t, err)
 		t.Cleanup(func() { unix.Close(fd) })
+		// Sealed, so that emptiness is the only thing wrong with it.
+		_, err = unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW)
+		require.NoError(t, err)
 		_, err = segment.Open("fd:" + strconv.Itoa(fd))
 		require.ErrorIs(t, err, segment.ErrEmptyObject)
 	})
@@ -390,7 +393,7 @@ func TestCloseIdempotent(t *testing.T) {
 }
 
 func TestOpenFDDoesNotTakeOwnership(t *testing.T) {
-	s := create(t, posixSpec(), 4096)
+	s := create(t, "memfd:"+testproc.UniqueName("memfd"), 4096)
 	fill(s.Bytes(), 1)
 	fd := int(s.File().Fd())
 	a, err := segment.Open("fd:" + strconv.Itoa(fd))
@@ -406,8 +409,8 @@ func TestOpenFDDoesNotTakeOwnership(t *testing.T) {
 }
 
 func TestOpenReadOnlyFDWritable(t *testing.T) {
-	s := create(t, posixSpec(), 4096)
-	f, err := os.Open("/dev/shm/" + s.Spec().Name)
+	s := create(t, "memfd:"+testproc.UniqueName("memfd"), 4096)
+	f, err := os.Open("/proc/self/fd/" + strconv.Itoa(int(s.File().Fd())))
 	require.NoError(t, err)
 	t.Cleanup(func() { f.Close() })
 	spec := "fd:" + strconv.Itoa(int(f.Fd()))

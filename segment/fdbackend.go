@@ -51,24 +51,89 @@ func initNewFile(sp Spec, f *os.File, size int, o options) (*Segment, error) {
 	if err := unix.Ftruncate(fd, int64(size)); err != nil {
 		return nil, pathErr("create", sp, fmt.Errorf("ftruncate %d: %w", size, err))
 	}
-	if err := reserve(sp, fd, size, o); err != nil {
+	if err := reserve(sp, fd, size); err != nil {
 		return nil, err
 	}
 	return mapFile(sp, f, size, o, "create")
 }
 
-// reserve allocates the backing store of a new object when WithPopulate
-// asks for it. ftruncate only sets the size: on a full tmpfs the first touch
-// of an unbacked page is SIGBUS, and MAP_POPULATE reports no errors. With
-// fallocate a full /dev/shm fails Create with ENOSPC instead.
-func reserve(sp Spec, fd, size int, o options) error {
-	if !o.populate {
-		return nil
-	}
-	if err := unix.Fallocate(fd, 0, 0, int64(size)); err != nil && !errors.Is(err, unix.EOPNOTSUPP) {
-		return pathErr("create", sp, fmt.Errorf("fallocate %d: %w", size, err))
+// reserve allocates the backing store of a new object, so that running out
+// of space is an error at Create and never a SIGBUS later. ftruncate only
+// sets the size: on a full tmpfs (a small /dev/shm, a container's 64 MiB
+// default) or a full disk, the first touch of a page that cannot be
+// allocated kills the toucher with SIGBUS, and MAP_POPULATE reports nothing.
+// It is the one place that reserves memory for every fd-based backend
+// (posix, file, memfd); sysv has reserveSysV.
+//
+// It fallocates in chunks: tmpfs gives up a whole fallocate call with EINTR
+// when a signal is pending (a Go process gets SIGCHLD, SIGURG, SIGPROF) and
+// frees what that call allocated, so one call over a large size could start
+// over forever; chunks keep their progress, and an interrupted chunk is
+// retried.
+//
+// A filesystem without fallocate (EOPNOTSUPP: some FUSE and network
+// filesystems, older ones) gets zeros written over the whole size instead,
+// which makes it allocate every block too (the write fails with ENOSPC where
+// a later page fault would have been SIGBUS). MADV_POPULATE_WRITE would not
+// do: populating a shared file mapping need not allocate blocks on a
+// filesystem with delayed allocation.
+func reserve(sp Spec, fd, size int) error {
+	const chunk = 16 << 20
+	for off := 0; off < size; {
+		n := min(chunk, size-off)
+		err := unix.Fallocate(fd, 0, int64(off), int64(n))
+		switch {
+		case err == nil:
+			off += n
+		case errors.Is(err, unix.EINTR):
+			// Retry this chunk; the ones before it stay allocated.
+		case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOSYS):
+			return reserveByWriting(sp, fd, off, size)
+		default:
+			return reserveErr(sp, size, "fallocate", err)
+		}
 	}
 	return nil
+}
+
+// reserveByWriting writes zeros over [off, size) of fd (already zero, since
+// the object was just created and sized) so that the filesystem allocates
+// them.
+func reserveByWriting(sp Spec, fd, off, size int) error {
+	zeros := make([]byte, 64<<10)
+	for off < size {
+		n, err := unix.Pwrite(fd, zeros[:min(len(zeros), size-off)], int64(off))
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return reserveErr(sp, size, "writing zeros (no fallocate here)", err)
+		}
+		if n == 0 {
+			return reserveErr(sp, size, "writing zeros (no fallocate here)", unix.EIO)
+		}
+		off += n
+	}
+	return nil
+}
+
+// reserveErr says why size bytes could not be reserved, keeping the errno
+// for errors.Is.
+func reserveErr(sp Spec, size int, how string, err error) error {
+	why := ""
+	switch {
+	case errors.Is(err, unix.ENOSPC):
+		why = "the filesystem is out of space"
+	case errors.Is(err, unix.EFBIG):
+		why = "the size is larger than the filesystem allows"
+	case errors.Is(err, unix.ENOMEM):
+		why = "out of memory"
+	case errors.Is(err, unix.EDQUOT):
+		why = "the disk quota is exhausted"
+	default:
+		why = "the memory could not be reserved"
+	}
+	return pathErr("create", sp, fmt.Errorf("reserving %d bytes: %s (%s: %w)", size, why, how, err))
 }
 
 // mapFile maps size bytes of f and wraps the result in a Segment that owns f.
@@ -81,16 +146,19 @@ func mapFile(sp Spec, f *os.File, size int, o options, op string) (*Segment, err
 	return &Segment{spec: sp, readOnly: o.readOnly, data: data, file: f}, nil
 }
 
-// sizeOf returns the size of the regular file behind f, refusing anything
-// that is not a regular file or is empty. It is what keeps Open from mapping
-// past the end of an object.
-func sizeOf(sp Spec, f *os.File, op string) (int, error) {
+// admit returns the size of the regular file behind f once it has checked
+// that f may be mapped: a regular file (not a FIFO or a device), owned by a
+// trusted user (see trust.go), when sealed is set carrying the seals that
+// keep anyone from shrinking it, and not empty. It is what keeps Open from
+// mapping past the end of an object, or an object someone else planted.
+func admit(sp Spec, f *os.File, o options, op string, sealed bool) (int, error) {
+	fd := int(f.Fd())
 	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	if err := unix.Fstat(fd, &st); err != nil {
 		return 0, pathErr(op, sp, fmt.Errorf("fstat: %w", err))
 	}
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return 0, pathErr(op, sp, fmt.Errorf("not a regular file (mode %#o): %w", st.Mode, fs.ErrInvalid))
+	if err := admitStat(sp, fd, &st, o, op, sealed); err != nil {
+		return 0, err
 	}
 	if st.Size == 0 {
 		return 0, pathErr(op, sp, ErrEmptyObject)
@@ -101,11 +169,25 @@ func sizeOf(sp Spec, f *os.File, op string) (int, error) {
 	return int(st.Size), nil
 }
 
+// admitStat is admit's checks on a descriptor already fstat'ed, but the size.
+func admitStat(sp Spec, fd int, st *unix.Stat_t, o options, op string, sealed bool) error {
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return pathErr(op, sp, fmt.Errorf("not a regular file (mode %#o): %w", st.Mode, fs.ErrInvalid))
+	}
+	if err := checkOwner(sp, o, op, st); err != nil {
+		return err
+	}
+	if sealed {
+		return checkSeals(sp, o, op, fd)
+	}
+	return nil
+}
+
 const maxInt = int(^uint(0) >> 1)
 
-// openFile checks f's real size and maps all of it. On error f is closed.
-func openFile(sp Spec, f *os.File, o options, op string) (*Segment, error) {
-	size, err := sizeOf(sp, f, op)
+// openFile admits f (see admit) and maps all of it. On error f is closed.
+func openFile(sp Spec, f *os.File, o options, op string, sealed bool) (*Segment, error) {
+	size, err := admit(sp, f, o, op, sealed)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -125,12 +207,16 @@ func openPath(sp Spec, o options) (*Segment, error) {
 		flags = unix.O_RDONLY
 	}
 	// O_NOFOLLOW: a symlink planted at the name is refused (ELOOP), not
-	// followed to whatever it points at.
-	fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// followed to whatever it points at. O_NONBLOCK: a FIFO planted there
+	// must not block the open (it is then refused as not a regular file);
+	// it changes nothing for a regular file.
+	fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, pathErr("open", sp, err)
 	}
-	return openFile(sp, os.NewFile(uintptr(fd), path), o, "open")
+	// A named object cannot be sealed (only a memfd can); what protects the
+	// opener is the owner check. See the package documentation.
+	return openFile(sp, os.NewFile(uintptr(fd), path), o, "open", false)
 }
 
 func createMemfd(sp Spec, size int, o options) (*Segment, error) {
@@ -149,7 +235,7 @@ func createMemfd(sp Spec, size int, o options) (*Segment, error) {
 		f.Close()
 		return nil, pathErr("create", sp, fmt.Errorf("ftruncate %d: %w", size, err))
 	}
-	if err := reserve(sp, fd, size, o); err != nil {
+	if err := reserve(sp, fd, size); err != nil {
 		f.Close()
 		return nil, err
 	}
@@ -244,14 +330,15 @@ func openDup(sp Spec, fd int, o options) (*Segment, error) {
 		return nil, pathErr("open", sp, err)
 	}
 	// Checked before anything else: reopening a FIFO or a device below
-	// could block or have side effects.
-	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return nil, pathErr("open", sp, fmt.Errorf("descriptor %d is not a regular file (mode %#o): %w", fd, st.Mode, fs.ErrInvalid))
+	// could block or have side effects, and an untrusted or unsealed object
+	// is refused before we make any reference of our own to it.
+	if err := admitStat(sp, fd, &st, o, "open", true); err != nil {
+		return nil, err
 	}
 	if o.readOnly {
 		rfd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(fd), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err == nil {
-			return openFile(sp, os.NewFile(uintptr(rfd), fdName(sp, fd)), o, "open")
+			return openFile(sp, os.NewFile(uintptr(rfd), fdName(sp, fd)), o, "open", true)
 		}
 	}
 	nfd, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
@@ -268,7 +355,7 @@ func openDup(sp Spec, fd int, o options) (*Segment, error) {
 			return nil, pathErr("open", sp, fmt.Errorf("descriptor %d is read-only; open with ReadOnly(): %w", fd, fs.ErrPermission))
 		}
 	}
-	return openFile(sp, f, o, "open")
+	return openFile(sp, f, o, "open", true)
 }
 
 func fdName(sp Spec, fd int) string {

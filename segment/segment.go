@@ -23,6 +23,9 @@ package segment
 //     (then touching the tail faults). memfd segments are sealed against
 //     shrinking and growing, which is why they are the safest choice when the
 //     peers do not trust each other.
+//   - Open admits an object only if its owner is trusted, and a descriptor
+//     only if it is sealed (trust.go); Create reserves all of the memory it
+//     sizes (reserve, reserveSysV). See "Trust" in the package doc.
 //   - Errors keep the errno: fs.ErrExist, fs.ErrNotExist and fs.ErrPermission
 //     match through errors.Is, and the message names the spec.
 //
@@ -45,9 +48,12 @@ import (
 const DefaultMode os.FileMode = 0o600
 
 type options struct {
-	mode     os.FileMode
-	populate bool
-	readOnly bool
+	mode      os.FileMode
+	populate  bool
+	readOnly  bool
+	unsealed  bool  // WithUnsealed
+	trustUIDs []int // WithTrustOwner
+	trustGIDs []int // WithTrustGroup
 }
 
 func buildOptions(opts []Option) options {
@@ -73,10 +79,10 @@ func WithMode(m os.FileMode) Option {
 
 // WithPopulate pre-faults the whole mapping when it is made (MAP_POPULATE;
 // for sysv, madvise MADV_POPULATE_WRITE/READ where the kernel has it), so
-// the first touches of each page do not fault later on a hot path. On
-// Create of an fd-based object it first allocates the backing store
-// (fallocate), so that a full /dev/shm fails Create with ENOSPC instead of
-// a later touch taking SIGBUS. It commits the whole size in memory.
+// the first touches of each page do not fault later on a hot path.
+//
+// It is not needed to be safe from a full /dev/shm: Create always reserves
+// the object's memory (fallocate; see Create), whatever the options.
 func WithPopulate() Option {
 	return func(o *options) { o.populate = true }
 }
@@ -202,6 +208,15 @@ func runUnmapHooks(mem []byte) {
 //
 // A memfd has no namespace, so "memfd:NAME" never collides: every Create
 // makes a new anonymous object, sealed against shrinking and growing.
+//
+// Create reserves the whole size before it returns: fallocate for posix,
+// file and memfd (zeros written where the filesystem has no fallocate), and
+// for sysv MADV_POPULATE_WRITE after attaching. A filesystem (or, for
+// memfd and sysv, memory) that cannot hold size bytes fails Create with an
+// error that wraps the errno (errors.Is(err, syscall.ENOSPC) for a full
+// /dev/shm or disk) and leaves no object behind, instead of a later first
+// touch killing the process with SIGBUS. The cost is that every page is
+// allocated and zeroed up front.
 func Create(spec string, size int, opts ...Option) (*Segment, error) {
 	sp, err := ParseSpec(spec)
 	if err != nil {
@@ -230,6 +245,17 @@ func Create(spec string, size int, opts ...Option) (*Segment, error) {
 // Open maps an existing object named by spec. If it does not exist the
 // error wraps fs.ErrNotExist. The object's real size is read (fstat,
 // IPC_STAT) before mapping; a zero-size object is ErrEmptyObject.
+//
+// Open refuses an object owned by neither this process's effective uid nor
+// root (for sysv: whose owner or creator is neither), with an error that
+// wraps shmerr.ErrUntrusted (layout.ErrUntrusted; it matches
+// fs.ErrPermission too) and names the owner and the mode: another local
+// user could have planted it. WithTrustOwner and WithTrustGroup name
+// further owners and groups to trust.
+//
+// "fd:N" and "memfd:NAME" also refuse a descriptor that is not sealed with
+// F_SEAL_SHRINK and F_SEAL_GROW (ErrUntrusted again), unless WithUnsealed;
+// see the package documentation.
 //
 // "fd:N" does not take ownership of descriptor N: Open duplicates it, and
 // Close closes only the duplicate.

@@ -52,6 +52,7 @@ func checkFill(b []byte, seed byte) error {
 // next pattern and prints the spec it got. args: how target size seedIn seedOut
 //
 //	how = open:      target is a spec
+//	how = open-unsealed: target is a spec; Open it WithUnsealed
 //	how = recv-fd3:  fd 3 is a connected Unix socket; Receive on it
 //	how = recv-dial: target is a socket path; dial it and Receive
 var attachChild = testproc.Register("segment-attach", func(args []string) error {
@@ -67,6 +68,8 @@ var attachChild = testproc.Register("segment-attach", func(args []string) error 
 	switch how {
 	case "open":
 		s, err = segment.Open(target)
+	case "open-unsealed":
+		s, err = segment.Open(target, segment.WithUnsealed())
 	case "recv-fd3":
 		var c net.Conn
 		c, err = net.FileConn(os.NewFile(3, "sock"))
@@ -280,6 +283,8 @@ func TestSendToUnrelatedProcess(t *testing.T) {
 	}
 }
 
+// A posix or file object handed down by descriptor cannot be sealed: the
+// child refuses it unless it accepts the risk with WithUnsealed.
 func TestFDBackendCrossProcess(t *testing.T) {
 	for name, spec := range map[string]string{
 		"posix": posixSpec(),
@@ -287,14 +292,22 @@ func TestFDBackendCrossProcess(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			s := create(t, spec, 4096+1)
-			run := func(args ...string) string {
+			start := func(args ...string) *testproc.Proc {
 				cmd := attachChild.Command(t, args...)
 				cmd.ExtraFiles = []*os.File{s.File()}
-				p := testproc.StartCmd(t, cmd)
+				return testproc.StartCmd(t, cmd)
+			}
+			p := start("open", "fd:3", strconv.Itoa(s.Size()), "0", "0")
+			require.Error(t, p.Wait(time.Minute))
+			require.Contains(t, p.Output(), "untrusted segment")
+			require.Contains(t, p.Output(), "WithUnsealed")
+
+			run := func(args ...string) string {
+				p := start(args...)
 				require.NoError(t, p.Wait(time.Minute), p.Output())
 				return p.Output()
 			}
-			out := roundTrip(t, s, run, "open", "fd:3")
+			out := roundTrip(t, s, run, "open-unsealed", "fd:3")
 			require.Contains(t, out, "spec=fd:3")
 		})
 	}

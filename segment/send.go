@@ -208,7 +208,17 @@ func Receive(conn *net.UnixConn, opts ...Option) (*Segment, error) {
 	if fl, err := unix.FcntlInt(uintptr(fd), unix.F_GETFL, 0); err == nil && fl&unix.O_ACCMODE == unix.O_RDONLY {
 		o.readOnly = true
 	}
-	size, err := sizeOf(sp, f, "receive")
+	// A descriptor is sealed or refused (see checkSeals), except one that is
+	// the very object its posix or file name names here: a peer can
+	// truncate that by name whatever we do, so refusing its descriptor
+	// would protect nothing; it gets exactly the checks Open by that name
+	// does. A memfd claiming to be a posix object fails the comparison.
+	sealed := true
+	if sp.Backend == BackendPOSIX || sp.Backend == BackendFile {
+		var st unix.Stat_t
+		sealed = unix.Fstat(fd, &st) != nil || !sameObject(&st, objectPath(sp))
+	}
+	size, err := admit(sp, f, o, "receive", sealed)
 	if err == nil && uint64(size) < advertised {
 		err = pathErr("receive", sp, fmt.Errorf("object is %d bytes, sender mapped %d: %w", size, advertised, fs.ErrInvalid))
 	}

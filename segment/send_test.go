@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/shmkit/shmkit/internal/shmerr"
 	"github.com/shmkit/shmkit/internal/testproc"
 	"github.com/shmkit/shmkit/segment"
 	"github.com/stretchr/testify/require"
@@ -72,11 +73,15 @@ func TestSendReceiveFDBackend(t *testing.T) {
 	a, b := connPair(t, unix.SOCK_STREAM)
 	s := create(t, posixSpec(), 4096)
 	fill(s.Bytes(), 2)
-	byFD, err := segment.Open("fd:" + strconv.Itoa(int(s.File().Fd())))
+	// A posix object by descriptor is unsealed: both ends must say so.
+	byFD, err := segment.Open("fd:"+strconv.Itoa(int(s.File().Fd())), segment.WithUnsealed())
 	require.NoError(t, err)
 	t.Cleanup(func() { byFD.Close() })
 	require.NoError(t, segment.Send(a, byFD))
-	r, err := segment.Receive(b)
+	_, err = segment.Receive(b)
+	require.ErrorIs(t, err, shmerr.ErrUntrusted)
+	require.NoError(t, segment.Send(a, byFD))
+	r, err := segment.Receive(b, segment.WithUnsealed())
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
 	require.Equal(t, segment.BackendFD, r.Spec().Backend)

@@ -1,6 +1,7 @@
 package segment
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 
@@ -31,6 +32,11 @@ func createSysV(sp Spec, size int, o options) (*Segment, error) {
 		return nil, pathErr("create", sp, fmt.Errorf("shmget %d bytes: %w", size, err))
 	}
 	seg, err := attachSysV(sp, id, o, "create")
+	if err == nil {
+		if err = reserveSysV(sp, seg.data); err != nil {
+			seg.Close()
+		}
+	}
 	if err != nil {
 		// Ours, never attached by anyone else yet: take it back.
 		_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
@@ -58,6 +64,11 @@ func attachSysV(sp Spec, id int, o options, op string) (*Segment, error) {
 	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &desc); err != nil {
 		return nil, pathErr(op, sp, fmt.Errorf("shmctl IPC_STAT: %w", err))
 	}
+	if op != "create" {
+		if err := checkSysVOwner(sp, o, op, &desc.Perm); err != nil {
+			return nil, err
+		}
+	}
 	if desc.Segsz == 0 {
 		return nil, pathErr(op, sp, ErrEmptyObject)
 	}
@@ -72,6 +83,22 @@ func attachSysV(sp Spec, id int, o options, op string) (*Segment, error) {
 	data, err := unix.SysvShmAttach(id, 0, flag)
 	if err != nil {
 		return nil, pathErr(op, sp, fmt.Errorf("shmat: %w", err))
+	}
+	if op != "create" {
+		// The id was checked before shmat; check what we attached (an id
+		// removed and reused in between is another segment). The creator
+		// cannot change while we are attached.
+		var now unix.SysvShmDesc
+		_, err := unix.SysvShmCtl(id, unix.IPC_STAT, &now)
+		if err == nil {
+			err = checkSysVOwner(sp, o, op, &now.Perm)
+		} else {
+			err = pathErr(op, sp, fmt.Errorf("shmctl IPC_STAT: %w", err))
+		}
+		if err != nil {
+			_ = unix.SysvShmDetach(data)
+			return nil, err
+		}
 	}
 	if o.populate {
 		populate(data, o.readOnly)
@@ -88,6 +115,28 @@ func populate(b []byte, readOnly bool) {
 		advice = unix.MADV_POPULATE_READ
 	}
 	_ = unix.Madvise(b, advice)
+}
+
+// reserveSysV faults in every page of a new SysV segment for writing, so
+// that the memory is allocated at Create rather than at a first touch.
+// A SysV segment is not on /dev/shm: it is limited by shmmax, shmall and
+// memory (including a cgroup's), not by a filesystem's size, so running
+// out shows as ENOMEM here (or the OOM killer), never as SIGBUS. Kernels
+// before 5.14 have no MADV_POPULATE_WRITE (EINVAL); there the segment's
+// pages are allocated on first touch, as before.
+func reserveSysV(sp Spec, b []byte) error {
+	for {
+		err := unix.Madvise(b, unix.MADV_POPULATE_WRITE)
+		switch {
+		case err == nil, errors.Is(err, unix.EINVAL):
+			return nil
+		case errors.Is(err, unix.EINTR):
+			// Populated pages stay populated; go on where it stopped.
+			continue
+		default:
+			return reserveErr(sp, len(b), "madvise MADV_POPULATE_WRITE", err)
+		}
+	}
 }
 
 func removeSysV(sp Spec) error {

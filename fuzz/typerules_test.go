@@ -20,7 +20,8 @@ import (
 // the type rules on struct shapes generated with reflect.StructOf:
 //
 //   - accepted iff no field anywhere (arrays of any length included) is a
-//     pointer-like or variable-size kind or a standard-library sync type;
+//     bool (a peer can store any byte in it), a pointer-like or
+//     variable-size kind, or a standard-library sync type;
 //   - a rejection is a *TypeError wrapping ErrUnsupportedType whose Path
 //     walks, field by field, to the first offending field in declaration
 //     order, depth first;
@@ -111,9 +112,10 @@ func checkRules(t *testing.T, typ reflect.Type) (layout.TypeInfo, bool) {
 	return info, true
 }
 
-// allowedKinds are the kinds whose bytes are their value.
+// allowedKinds are the kinds whose bytes are their value, whatever a peer
+// stores in them. Bool is not one: Go assumes its byte is 0 or 1.
 var allowedKinds = map[reflect.Kind]bool{
-	reflect.Bool: true, reflect.Int: true, reflect.Int8: true, reflect.Int16: true, reflect.Int32: true,
+	reflect.Int: true, reflect.Int8: true, reflect.Int16: true, reflect.Int32: true,
 	reflect.Int64: true, reflect.Uint: true, reflect.Uint8: true, reflect.Uint16: true, reflect.Uint32: true,
 	reflect.Uint64: true, reflect.Float32: true, reflect.Float64: true, reflect.Complex64: true,
 	reflect.Complex128: true, reflect.Array: true, reflect.Struct: true,
@@ -121,7 +123,7 @@ var allowedKinds = map[reflect.Kind]bool{
 
 // offendingLeaf reports whether typ itself (not its elements or fields) is
 // refused: a process-local sync type, or a kind that holds an address or
-// has no fixed size (uintptr counts as an address).
+// has no fixed size (uintptr counts as an address), or a bool.
 func offendingLeaf(typ reflect.Type) bool {
 	return typ.PkgPath() == "sync" || !allowedKinds[typ.Kind()]
 }
@@ -212,9 +214,11 @@ func canonical(typ reflect.Type) string {
 
 type namedU32 uint32
 
+type namedBool bool
+
 var (
 	goodLeaves = []reflect.Type{
-		reflect.TypeFor[bool](), reflect.TypeFor[int8](), reflect.TypeFor[int16](), reflect.TypeFor[int32](),
+		reflect.TypeFor[int8](), reflect.TypeFor[int16](), reflect.TypeFor[int32](),
 		reflect.TypeFor[int64](), reflect.TypeFor[int](), reflect.TypeFor[uint8](), reflect.TypeFor[uint16](),
 		reflect.TypeFor[uint32](), reflect.TypeFor[uint64](), reflect.TypeFor[uint](), reflect.TypeFor[float32](),
 		reflect.TypeFor[float64](), reflect.TypeFor[complex64](), reflect.TypeFor[complex128](),
@@ -228,7 +232,7 @@ var (
 		reflect.TypeFor[string](), reflect.TypeFor[[]byte](), reflect.TypeFor[map[int]int](),
 		reflect.TypeFor[chan int](), reflect.TypeFor[func()](), reflect.TypeFor[any](), reflect.TypeFor[error](),
 		reflect.TypeFor[sync.Mutex](), reflect.TypeFor[sync.WaitGroup](), reflect.TypeFor[atomic.Pointer[int]](),
-		reflect.TypeFor[atomic.Value](),
+		reflect.TypeFor[atomic.Value](), reflect.TypeFor[bool](), reflect.TypeFor[namedBool](),
 	}
 	// sameLayout pairs a type with one of identical layout (the fingerprint
 	// ignores type names); differentLayout pairs same-size types of other
@@ -249,8 +253,11 @@ var (
 		reflect.TypeFor[uint]():    reflect.TypeFor[float64](),
 		reflect.TypeFor[float64](): reflect.TypeFor[int64](),
 		reflect.TypeFor[int8]():    reflect.TypeFor[uint8](),
-		reflect.TypeFor[uint8]():   reflect.TypeFor[bool](),
-		reflect.TypeFor[bool]():    reflect.TypeFor[int8](),
+		reflect.TypeFor[uint8]():   reflect.TypeFor[int8](),
+		// bool (refused) edited to the same-size uint8 turns a refused
+		// shape into an accepted one.
+		reflect.TypeFor[bool]():      reflect.TypeFor[uint8](),
+		reflect.TypeFor[namedBool](): reflect.TypeFor[bool](),
 	}
 )
 

@@ -3,6 +3,7 @@ package layout_test
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -16,6 +17,7 @@ import (
 	"github.com/shmkit/shmkit/internal/testproc"
 	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/segment"
+	shsync "github.com/shmkit/shmkit/sync"
 	"github.com/stretchr/testify/require"
 )
 
@@ -84,7 +86,7 @@ type withAtomics struct {
 func TestTypeRulesAccept(t *testing.T) {
 	for _, ty := range []reflect.Type{
 		reflect.TypeFor[uint8](), reflect.TypeFor[int](), reflect.TypeFor[complex128](),
-		reflect.TypeFor[bool](), reflect.TypeFor[[16]float32](), reflect.TypeFor[Order](),
+		reflect.TypeFor[[16]float32](), reflect.TypeFor[Order](),
 		reflect.TypeFor[withAtomics](), reflect.TypeFor[struct{}](),
 		reflect.TypeFor[struct {
 			A [2]struct{ X, Y int16 }
@@ -137,6 +139,78 @@ func TestTypeRulesReject(t *testing.T) {
 	}
 	_, err := layout.Describe(nil)
 	require.ErrorIs(t, err, layout.ErrUnsupportedType)
+}
+
+// Tick and TickFrame are shared types that carry a bool (refused: a peer
+// can store any byte in it).
+type Tick struct {
+	Seq  uint64
+	Live bool
+}
+
+type TickFrame struct {
+	N     uint32
+	Ticks [4]Tick
+}
+
+type flag bool
+
+func TestTypeRulesRejectBool(t *testing.T) {
+	const why = " is a bool: a peer can store any byte in it; use uint8"
+	cases := []struct {
+		ty   reflect.Type
+		path string
+	}{
+		{reflect.TypeFor[bool](), "T"},
+		{reflect.TypeFor[flag](), "flag"},
+		{reflect.TypeFor[Tick](), "Tick.Live"},
+		{reflect.TypeFor[TickFrame](), "TickFrame.Ticks[*].Live"},
+		{reflect.TypeFor[[8]bool](), "T[*]"},
+		{reflect.TypeFor[[0]bool](), "T[*]"},
+		{reflect.TypeFor[struct {
+			A uint8
+			F flag
+		}](), "T.F"},
+		{reflect.TypeFor[struct {
+			A [2]struct{ Flags [3]bool }
+		}](), "T.A[*].Flags[*]"},
+	}
+	for _, c := range cases {
+		_, err := layout.Describe(c.ty)
+		require.ErrorIs(t, err, layout.ErrUnsupportedType, c.ty.String())
+		var te *layout.TypeError
+		require.True(t, errors.As(err, &te), c.ty.String())
+		require.Equal(t, c.path, te.Path, c.ty.String())
+		require.Equal(t, "shmkit: unsupported type "+c.ty.String()+": "+c.path+why, err.Error())
+	}
+	_, err := layout.DescribeOf[Tick]()
+	require.EqualError(t, err, "shmkit: unsupported type layout_test.Tick: Tick.Live"+why)
+
+	// The structures refuse it at Create and Open, before touching a
+	// segment.
+	spec := posixSpec(t)
+	_, err = layout.CreateValue[Tick](spec)
+	require.ErrorIs(t, err, layout.ErrUnsupportedType)
+	_, err = layout.OpenValue[Tick](spec)
+	require.ErrorIs(t, err, layout.ErrUnsupportedType)
+	_, err = segment.Open(spec)
+	require.ErrorIs(t, err, fs.ErrNotExist, "a refused Create made no segment")
+}
+
+// The process-shared primitives are made of sized integers (no bool), and
+// atomic.Bool is a uint32 read as v != 0: all are accepted.
+func TestTypeRulesAcceptSyncTypes(t *testing.T) {
+	type counters struct {
+		Mu   shsync.Mutex
+		Sem  shsync.Semaphore
+		Note shsync.Notifier
+		Seq  shsync.SeqCount
+		On   atomic.Bool
+		N    uint64
+	}
+	ti, err := layout.DescribeOf[counters]()
+	require.NoError(t, err)
+	require.NotContains(t, ti.Layout, "bool")
 }
 
 func TestStdlibSyncRejected(t *testing.T) {

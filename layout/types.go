@@ -16,13 +16,19 @@ import (
 // A type may live in shared memory when its bytes are its whole value: no
 // pointers (another process's addresses mean nothing here, and the garbage
 // collector cannot see into the mapping) and a size fixed at compile time.
-// Accepted: bool, sized ints and uints, int and uint, floats, complex
-// numbers, arrays and structs of accepted types, and the sync/atomic value
-// types (atomic.Int64, atomic.Uint32, ...), which are structs of such words.
-// Rejected, with the field path named: pointers, uintptr, unsafe.Pointer,
-// strings, slices, maps, chans, funcs, interfaces, and the standard library's
-// sync types (a sync.Mutex in shared memory would park goroutines on a
-// process-local semaphore; use shmkit's sync.Mutex).
+// Accepted: sized ints and uints, int and uint, floats, complex numbers,
+// arrays and structs of accepted types, and the sync/atomic value types
+// (atomic.Int64, atomic.Uint32, atomic.Bool, ...), which are structs of such
+// words. Rejected, with the field path named: bool, pointers, uintptr,
+// unsafe.Pointer, strings, slices, maps, chans, funcs, interfaces, and the
+// standard library's sync types (a sync.Mutex in shared memory would park
+// goroutines on a process-local semaphore; use shmkit's sync.Mutex).
+//
+// bool is refused because a peer can store any byte in it, and compiled Go
+// code assumes a bool's byte is 0 or 1: it indexes with it without a bounds
+// check (labels[b2i(x)]), and may test x with either x != 0 or x == 1, so a
+// 2 is true in one place and false in the next. Use uint8 and compare it
+// with 0 (atomic.Bool is accepted: it is a uint32 read as v != 0).
 //
 // int and uint are accepted; their size (8 on 64-bit) is part of the
 // fingerprint, as is GOARCH, so a 32-bit process that opens a segment made
@@ -122,7 +128,9 @@ func (w *walker) walk(b *strings.Builder, t reflect.Type, path string) error {
 		return w.reject(path, "is "+t.String()+", which only works inside one process; use github.com/shmkit/shmkit/sync")
 	}
 	switch k := t.Kind(); k {
-	case reflect.Bool, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+	case reflect.Bool:
+		return w.reject(path, "is a bool: a peer can store any byte in it; use uint8")
+	case reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
 		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
 		b.WriteString(k.String())

@@ -14,9 +14,16 @@ import (
 // touches besides the slots themselves is in one block, on as few lines as
 // the entry allows, and no two shards share a line.
 
-// shardCtl is the control header of a shard block. Offsets are asserted in
-// tests.
+// shardCtl is the control header of a shard block: its fields, padded to
+// ctlHeaderSize with a length computed from the fields' own size (nothing
+// here is added up by hand). Offsets are asserted in tests.
 type shardCtl struct {
+	shardCtlFields
+	_ [ctlHeaderSize - unsafe.Sizeof(shardCtlFields{})]byte
+}
+
+// shardCtlFields are shardCtl's words.
+type shardCtlFields struct {
 	// Mu serializes writers (and readers that fell back to locking).
 	Mu shsync.Mutex
 	// Count is the number of live slots. Written under Mu; read without it
@@ -34,10 +41,10 @@ type shardCtl struct {
 	// RedoSlot is the target slot (insert, update) or the current hole
 	// of a backward-shift deletion, relative to the shard's first slot.
 	RedoSlot uint32
-	// Seq is the shard's seqlock count: odd while a writer mutates slots.
-	// It shares the line with the lock: every write takes both anyway.
+	// Seq is the shard's seqlock count (64 bits, 8-aligned): odd while a
+	// writer mutates slots. It shares the line with the lock: every write
+	// takes both anyway.
 	Seq shsync.SeqCount
-	_   [ctlHeaderSize - unsafe.Sizeof(shsync.Mutex{}) - 20]byte
 }
 
 // ctlHeaderSize is the size of shardCtl and the offset of the redo entry

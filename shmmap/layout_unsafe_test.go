@@ -22,8 +22,10 @@ func TestLayout(t *testing.T) {
 	require.Equal(t, uintptr(40), unsafe.Offsetof(c.RedoOp))
 	require.Equal(t, uintptr(44), unsafe.Offsetof(c.RedoSlot))
 	require.Equal(t, uintptr(48), unsafe.Offsetof(c.Seq))
+	require.Equal(t, uintptr(8), unsafe.Sizeof(c.Seq))
+	require.Equal(t, uintptr(56), unsafe.Sizeof(c.shardCtlFields))
 	require.Zero(t, unsafe.Offsetof(c.Count)%8)
-	require.Zero(t, unsafe.Offsetof(c.Seq)%4)
+	require.Zero(t, unsafe.Offsetof(c.Seq)%8)
 	// Shard blocks: header then redo entry, whole lines, so no two shards
 	// share a line.
 	require.Equal(t, uintptr(128), shardStride[uint64, uint64]())   // 64 + 24

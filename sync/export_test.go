@@ -18,3 +18,6 @@ func SharedListLen() int {
 
 // ScribbleWord overwrites m's lock word the way a hostile peer could.
 func ScribbleWord(m *Mutex, v uint32) { atomic.StoreUint32(&m.word, v) }
+
+// SetSeqCount sets c's raw count, standing in for a long run of writes.
+func SetSeqCount(c *SeqCount, v uint64) { atomic.StoreUint64(&c.seq, v) }

@@ -51,7 +51,7 @@ func TestLayout(t *testing.T) {
 	checkAtomicFields(t, reflect.TypeOf(shsync.Mutex{}), 32, 8)
 	checkAtomicFields(t, reflect.TypeOf(shsync.Semaphore{}), 8, 4)
 	checkAtomicFields(t, reflect.TypeOf(shsync.Notifier{}), 8, 4)
-	checkAtomicFields(t, reflect.TypeOf(shsync.SeqCount{}), 4, 4)
+	checkAtomicFields(t, reflect.TypeOf(shsync.SeqCount{}), 8, 8)
 	if unsafe.Sizeof(shsync.Mutex{})%8 != 0 {
 		t.Errorf("Mutex size %d not a multiple of 8", unsafe.Sizeof(shsync.Mutex{}))
 	}
@@ -92,7 +92,7 @@ func TestSharedLayout(t *testing.T) {
 		"Mu2":     {addrOf(&s.Mu2) - base, 8},
 		"Sem":     {addrOf(&s.Sem) - base, 4},
 		"Note":    {addrOf(&s.Note) - base, 4},
-		"Seq":     {addrOf(&s.Seq) - base, 4},
+		"Seq":     {addrOf(&s.Seq) - base, 8},
 		"Counter": {addrOf(&s.Counter) - base, 8},
 		"Seen":    {addrOf(&s.Seen) - base, 8},
 	} {

@@ -87,3 +87,23 @@ func TestSeqCountWriterDied(t *testing.T) {
 		t.Fatalf("after repair: %d %d %v", a, b, ok)
 	}
 }
+
+// The count is 64 bits: a reader stopped between BeginRead and Retry while
+// 2^31 writes happen (which brought a 32-bit count back to the reader's
+// start value) still sees that its copy may be torn.
+func TestSeqCountNoWrap(t *testing.T) {
+	_, s := newShared(t)
+	start := s.Seq.BeginRead()
+	if start != 0 {
+		t.Fatalf("fresh count %d", start)
+	}
+	shsync.SetSeqCount(&s.Seq, 1<<32) // 2^31 BeginWrite/EndWrite pairs later
+	if !s.Seq.Retry(start) {
+		t.Fatal("Retry accepted a read spanning 2^31 writes")
+	}
+	s.Seq.BeginWrite()
+	s.Seq.EndWrite()
+	if st := s.Seq.BeginRead(); st != 1<<32+2 || s.Seq.Retry(st) {
+		t.Fatalf("after one more write: count %d", st)
+	}
+}

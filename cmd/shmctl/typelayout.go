@@ -18,7 +18,10 @@ import (
 //	layout = ARCH "/" ORDER " " type
 //	type   = prim | "[" N "]" type | "struct{" [field {"; " field}] "}#" SIZE "/" ALIGN
 //	field  = NAME " " type "@" OFFSET
-//	prim   = "bool" | "int8" ... | "int(8)" | "uint(8)"
+//	prim   = "int8" ... | "int(8)" | "uint(8)" | "bool"
+//
+// ("bool" is refused in shared types now, but a segment an older writer
+// made may still say it; shmctl only needs its size, never its value.)
 //
 // The string comes from the segment and is not trusted: the parser bounds
 // its depth and reports malformed input as an error.

@@ -111,10 +111,10 @@ func (s *Segment) Close() error { return s.raw.Close() }
 func Create(spec string, d Desc, init func(*Segment) error, opts ...Option) (*Segment, error) {
 	o := buildOptions(opts)
 	if !d.Kind.known() {
-		return nil, fmt.Errorf("layout: create %s: unknown kind %d", spec, uint32(d.Kind))
+		return nil, WrapOp("layout", "create", spec, fmt.Errorf("unknown kind %d", uint32(d.Kind)))
 	}
 	if len(d.Types) > MaxTypes || len(d.Regions) > MaxRegions {
-		return nil, fmt.Errorf("layout: create %s: %d types, %d regions (max %d, %d)", spec, len(d.Types), len(d.Regions), MaxTypes, MaxRegions)
+		return nil, WrapOp("layout", "create", spec, fmt.Errorf("%d types, %d regions (max %d, %d)", len(d.Types), len(d.Regions), MaxTypes, MaxRegions))
 	}
 	types := make([]TypeInfo, len(d.Types))
 	for i, t := range d.Types {
@@ -144,11 +144,11 @@ func Create(spec string, d Desc, init func(*Segment) error, opts ...Option) (*Se
 	end := h.TypeDescOff + h.TypeDescLen
 	for i, r := range d.Regions {
 		if r.Align&(r.Align-1) != 0 || r.Align > PageSize {
-			return nil, fmt.Errorf("layout: create %s: region %d alignment %d is not a power of two up to %d", spec, i, r.Align, PageSize)
+			return nil, WrapOp("layout", "create", spec, fmt.Errorf("region %d alignment %d is not a power of two up to %d", i, r.Align, PageSize))
 		}
 		off := alignUp(end, max(r.Align, LineSize))
 		if r.Size > 1<<46 || off+r.Size < off {
-			return nil, fmt.Errorf("layout: create %s: region %d of %d bytes is too large", spec, i, r.Size)
+			return nil, WrapOp("layout", "create", spec, fmt.Errorf("region %d of %d bytes is too large", i, r.Size))
 		}
 		h.Regions[i] = RegionRecord{Off: off, Size: r.Size}
 		end = off + r.Size
@@ -158,7 +158,7 @@ func Create(spec string, d Desc, init func(*Segment) error, opts ...Option) (*Se
 		h.Types[i] = TypeRecord{Fingerprint: ti.Fingerprint, Size: ti.Size, Align: ti.Align}
 	}
 	if h.SegmentSize > uint64(maxInt) {
-		return nil, fmt.Errorf("layout: create %s: %d bytes is too large", spec, h.SegmentSize)
+		return nil, WrapOp("layout", "create", spec, fmt.Errorf("%d bytes is too large", h.SegmentSize))
 	}
 
 	raw, err := segment.Create(spec, int(h.SegmentSize), o.Segment...)
@@ -238,9 +238,9 @@ func Open(spec string, want Expect, opts ...Option) (*Segment, error) {
 		}
 		if time.Now().After(deadline) {
 			if retry.also != nil {
-				return nil, fmt.Errorf("layout: open %s: %w (%w): %s after %v", spec, ErrNotReady, retry.also, retry.why, o.InitTimeout)
+				return nil, WrapOp("layout", "open", spec, fmt.Errorf("%w (%w): %s after %v", ErrNotReady, retry.also, retry.why, o.InitTimeout))
 			}
-			return nil, fmt.Errorf("layout: open %s: %w: %s after %v", spec, ErrNotReady, retry.why, o.InitTimeout)
+			return nil, WrapOp("layout", "open", spec, fmt.Errorf("%w: %s after %v", ErrNotReady, retry.why, o.InitTimeout))
 		}
 		time.Sleep(backoff)
 		backoff = min(2*backoff, 20*time.Millisecond)
@@ -277,7 +277,7 @@ func attach(raw *segment.Segment) (*Segment, error) {
 	b := raw.Bytes()
 	name := raw.Spec().String()
 	if len(b) < HeaderSize {
-		return nil, fmt.Errorf("layout: open %s: %w: %d bytes, header needs %d", name, ErrTooSmall, len(b), HeaderSize)
+		return nil, WrapOp("layout", "open", name, fmt.Errorf("%w: %d bytes, header needs %d", ErrTooSmall, len(b), HeaderSize))
 	}
 	switch st := stateWord(b).Load(); st {
 	case StateReady:
@@ -285,11 +285,11 @@ func attach(raw *segment.Segment) (*Segment, error) {
 		var magic [8]byte
 		copy(magic[:], b)
 		if st == StateZero && magic != Magic && magic != [8]byte{} {
-			return nil, fmt.Errorf("layout: open %s: %w: first bytes are % x", name, ErrBadMagic, magic[:])
+			return nil, WrapOp("layout", "open", name, fmt.Errorf("%w: first bytes are % x", ErrBadMagic, magic[:]))
 		}
 		c := creatorRecord(b)
 		if c.PID != 0 && !proc.Alive(proc.ID{PID: c.PID, Start: c.Start}) {
-			return nil, fmt.Errorf("layout: open %s: %w: creator pid %d died before finishing initialization (remove the segment and create it again)", name, ErrNotReady, c.PID)
+			return nil, WrapOp("layout", "open", name, fmt.Errorf("%w: creator pid %d died before finishing initialization (remove the segment and create it again)", ErrNotReady, c.PID))
 		}
 		if c.PID == 0 {
 			return nil, &notYet{why: "no shmkit header written (all zero)"}
@@ -299,9 +299,9 @@ func attach(raw *segment.Segment) (*Segment, error) {
 		var magic [8]byte
 		copy(magic[:], b)
 		if magic != Magic {
-			return nil, fmt.Errorf("layout: open %s: %w: first bytes are % x", name, ErrBadMagic, magic[:])
+			return nil, WrapOp("layout", "open", name, fmt.Errorf("%w: first bytes are % x", ErrBadMagic, magic[:]))
 		}
-		return nil, fmt.Errorf("layout: open %s: %w: init state word %#x is not a known state", name, ErrCorrupt, st)
+		return nil, WrapOp("layout", "open", name, fmt.Errorf("%w: init state word %#x is not a known state", ErrCorrupt, st))
 	}
 	// Validate private copies: a peer may keep writing the shared bytes.
 	var h Header
@@ -311,11 +311,11 @@ func attach(raw *segment.Segment) (*Segment, error) {
 		desc = append([]byte(nil), b[h.TypeDescOff:h.TypeDescOff+h.TypeDescLen]...)
 	}
 	if err := h.Validate(len(b), desc); err != nil {
-		return nil, fmt.Errorf("layout: open %s: %w", name, err)
+		return nil, WrapOp("layout", "open", name, err)
 	}
 	types, err := decodeTypeDescs(desc, &h)
 	if err != nil {
-		return nil, fmt.Errorf("layout: open %s: %w", name, err)
+		return nil, WrapOp("layout", "open", name, err)
 	}
 	return &Segment{raw: raw, hdr: h, types: types, regions: regionSlices(b, &h)}, nil
 }
@@ -324,13 +324,13 @@ func attach(raw *segment.Segment) (*Segment, error) {
 func (s *Segment) check(want Expect) error {
 	name := s.raw.Spec().String()
 	if want.Kind != KindAny && s.hdr.Kind != want.Kind {
-		return fmt.Errorf("layout: open %s: %w: segment holds a %s, opened as a %s", name, ErrTypeMismatch, s.hdr.Kind, want.Kind)
+		return WrapOp("layout", "open", name, fmt.Errorf("%w: segment holds a %s, opened as a %s", ErrTypeMismatch, s.hdr.Kind, want.Kind))
 	}
 	if want.Types == nil {
 		return nil
 	}
 	if len(want.Types) != len(s.types) {
-		return fmt.Errorf("layout: open %s: %w: segment has %d element types, opened with %d", name, ErrTypeMismatch, len(s.types), len(want.Types))
+		return WrapOp("layout", "open", name, fmt.Errorf("%w: segment has %d element types, opened with %d", ErrTypeMismatch, len(s.types), len(want.Types)))
 	}
 	for i, t := range want.Types {
 		ti, err := Describe(t)
@@ -338,7 +338,7 @@ func (s *Segment) check(want Expect) error {
 			return err
 		}
 		if ti.Fingerprint != s.types[i].Fingerprint || ti.Layout != s.types[i].Layout {
-			return fmt.Errorf("layout: open %s: %w: segment holds %s, opened as %s", name, ErrTypeMismatch, s.types[i], ti)
+			return WrapOp("layout", "open", name, fmt.Errorf("%w: segment holds %s, opened as %s", ErrTypeMismatch, s.types[i], ti))
 		}
 	}
 	return nil

@@ -34,6 +34,8 @@ package segment
 // MAP_SHARED mapping of a descriptor it would only add a layer.
 
 import (
+	"github.com/shmkit/shmkit/internal/shmerr"
+
 	"errors"
 	"fmt"
 	"io/fs"
@@ -224,10 +226,10 @@ func Create(spec string, size int, opts ...Option) (*Segment, error) {
 	}
 	o := buildOptions(opts)
 	if o.readOnly {
-		return nil, fmt.Errorf("segment: create %s: ReadOnly is an Open option: %w", sp, fs.ErrInvalid)
+		return nil, shmerr.WrapOp("segment", "create", sp.String(), fmt.Errorf("ReadOnly is an Open option: %w", fs.ErrInvalid))
 	}
 	if size <= 0 {
-		return nil, fmt.Errorf("segment: create %s: size %d, want > 0: %w", sp, size, fs.ErrInvalid)
+		return nil, shmerr.WrapOp("segment", "create", sp.String(), fmt.Errorf("size %d, want > 0: %w", size, fs.ErrInvalid))
 	}
 	switch sp.Backend {
 	case BackendPOSIX, BackendFile:
@@ -237,9 +239,9 @@ func Create(spec string, size int, opts ...Option) (*Segment, error) {
 	case BackendSysV:
 		return createSysV(sp, size, o)
 	case BackendFD:
-		return nil, fmt.Errorf("segment: create %s: an fd names an existing object; use Open: %w", sp, errors.ErrUnsupported)
+		return nil, shmerr.WrapOp("segment", "create", sp.String(), fmt.Errorf("an fd names an existing object; use Open: %w", errors.ErrUnsupported))
 	}
-	return nil, fmt.Errorf("segment: create %s: %w", sp, ErrBadSpec)
+	return nil, shmerr.WrapOp("segment", "create", sp.String(), fmt.Errorf("%w", ErrBadSpec))
 }
 
 // Open maps an existing object named by spec. If it does not exist the
@@ -281,7 +283,7 @@ func Open(spec string, opts ...Option) (*Segment, error) {
 	case BackendSysV:
 		return openSysV(sp, o)
 	}
-	return nil, fmt.Errorf("segment: open %s: %w", sp, ErrBadSpec)
+	return nil, shmerr.WrapOp("segment", "open", sp.String(), fmt.Errorf("%w", ErrBadSpec))
 }
 
 // Remove deletes the object named by spec so that nobody can open it by
@@ -309,9 +311,9 @@ func Remove(spec string) error {
 	case BackendMemfd:
 		return nil
 	case BackendFD:
-		return fmt.Errorf("segment: remove %s: a descriptor has no name to remove: %w", sp, errors.ErrUnsupported)
+		return shmerr.WrapOp("segment", "remove", sp.String(), fmt.Errorf("a descriptor has no name to remove: %w", errors.ErrUnsupported))
 	}
-	return fmt.Errorf("segment: remove %s: %w", sp, ErrBadSpec)
+	return shmerr.WrapOp("segment", "remove", sp.String(), fmt.Errorf("%w", ErrBadSpec))
 }
 
 // pathErr wraps a syscall error with the operation and the canonical spec.

@@ -1,6 +1,8 @@
 package segment
 
 import (
+	"github.com/shmkit/shmkit/internal/shmerr"
+
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -192,13 +194,13 @@ func Receive(conn *net.UnixConn, opts ...Option) (*Segment, error) {
 	if sp.Backend == BackendSysV {
 		closeFDs(-1)
 		if hasFD || len(fds) != 0 {
-			return nil, fmt.Errorf("segment: receive %s: a sysv segment came with a descriptor", sp)
+			return nil, shmerr.WrapOp("segment", "receive", sp.String(), fmt.Errorf("a sysv segment came with a descriptor"))
 		}
 		return receiveSysV(sp, hdr, advertised, o)
 	}
 	if !hasFD || len(fds) != 1 {
 		closeFDs(-1)
-		return nil, fmt.Errorf("segment: receive %s: want exactly 1 descriptor, got %d", sp, len(fds))
+		return nil, shmerr.WrapOp("segment", "receive", sp.String(), fmt.Errorf("want exactly 1 descriptor, got %d", len(fds)))
 	}
 	fd := fds[0]
 	if sp.Backend == BackendFD {

@@ -64,10 +64,10 @@ func align8(n uint64) uint64 { return (n + 7) &^ 7 }
 func CreateBytes(spec string, capacity int, opts ...Option) (*ByteRing, error) {
 	cfg, err := buildConfig("create", spec, opts)
 	if err != nil {
-		return nil, err
+		return nil, layout.WrapOp("shmring", "create", spec, err)
 	}
 	if capacity < minByteCap || capacity&(capacity-1) != 0 || uint64(capacity) > maxCapacity {
-		return nil, fmt.Errorf("shmring: create %s: %w: %d bytes (must be a power of two in [%d, %d])", spec, ErrCapacity, capacity, minByteCap, uint64(maxCapacity))
+		return nil, layout.WrapOp("shmring", "create", spec, fmt.Errorf("%w: %d bytes (must be a power of two in [%d, %d])", ErrCapacity, capacity, minByteCap, uint64(maxCapacity)))
 	}
 	d := layout.Desc{
 		Kind:     layout.KindByteRing,
@@ -79,12 +79,12 @@ func CreateBytes(spec string, capacity int, opts ...Option) (*ByteRing, error) {
 	}
 	seg, err := layout.Create(spec, d, nil, cfg.Layout...)
 	if err != nil {
-		return nil, err
+		return nil, layout.WrapOp("shmring", "create", spec, err)
 	}
 	r, err := newByteRing(seg, cfg)
 	if err != nil {
 		_ = seg.Close()
-		return nil, err
+		return nil, layout.WrapOp("shmring", "create", spec, err)
 	}
 	return r, nil
 }
@@ -93,16 +93,16 @@ func CreateBytes(spec string, capacity int, opts ...Option) (*ByteRing, error) {
 func OpenBytes(spec string, opts ...Option) (*ByteRing, error) {
 	cfg, err := buildConfig("open", spec, opts)
 	if err != nil {
-		return nil, err
+		return nil, layout.WrapOp("shmring", "open", spec, err)
 	}
 	seg, err := layout.Open(spec, layout.Expect{Kind: layout.KindByteRing, Types: []reflect.Type{}}, cfg.Layout...)
 	if err != nil {
-		return nil, err
+		return nil, layout.WrapOp("shmring", "open", spec, err)
 	}
 	r, err := newByteRing(seg, cfg)
 	if err != nil {
 		_ = seg.Close()
-		return nil, err
+		return nil, layout.WrapOp("shmring", "open", spec, err)
 	}
 	return r, nil
 }
@@ -115,8 +115,7 @@ func newByteRing(seg *layout.Segment, cfg options.Config) (*ByteRing, error) {
 		return nil, err
 	}
 	if capacity < minByteCap || seg.NumRegions() != 2 || uint64(len(seg.Region(regionData))) != capacity {
-		return nil, fmt.Errorf("shmring %s: %w: byte ring of %d bytes with %d regions, data region %d bytes",
-			name, ErrCorrupt, capacity, seg.NumRegions(), len(seg.Region(regionData)))
+		return nil, layout.WrapOp("shmring", "open", name, fmt.Errorf("%w: byte ring of %d bytes with %d regions, data region %d bytes", ErrCorrupt, capacity, seg.NumRegions(), len(seg.Region(regionData))))
 	}
 	ctl, err := checkControl(seg)
 	if err != nil {
@@ -161,7 +160,7 @@ func (r *ByteRing) Close() error {
 // corruptBytes reports a byte ring whose cursors are not 8-aligned.
 func (r *ByteRing) checkAligned(v uint64, what string) error {
 	if v%8 != 0 {
-		return fmt.Errorf("shmring %s: %w: %s %d is not 8-byte aligned", r.name, ErrCorrupt, what, v)
+		return layout.WrapOp("shmring", "check cursors", r.name, fmt.Errorf("%w: %s %d is not 8-byte aligned", ErrCorrupt, what, v))
 	}
 	return nil
 }
@@ -198,7 +197,7 @@ func (r *ByteRing) Reserve(n int) ([]byte, error) {
 	}
 	r.resvOK = false
 	if n < 0 || n > r.MaxRecord() {
-		return nil, fmt.Errorf("shmring %s: %w: record of %d bytes, at most %d fit a %d-byte ring", r.name, ErrTooLarge, n, r.MaxRecord(), r.cap)
+		return nil, layout.WrapOp("shmring", "reserve", r.name, fmt.Errorf("%w: record of %d bytes, at most %d fit a %d-byte ring", ErrTooLarge, n, r.MaxRecord(), r.cap))
 	}
 	pad, total := r.plan(n)
 	if r.cap-(r.tail-r.headCache) < total {
@@ -207,7 +206,7 @@ func (r *ByteRing) Reserve(n int) ([]byte, error) {
 			return nil, err
 		}
 		if !ok {
-			return nil, fmt.Errorf("shmring %s: %w: %d bytes needed, %d free", r.name, ErrFull, total, r.cap-(r.tail-r.headCache))
+			return nil, layout.WrapOp("shmring", "reserve", r.name, fmt.Errorf("%w: %d bytes needed, %d free", ErrFull, total, r.cap-(r.tail-r.headCache)))
 		}
 	}
 	off := r.tail & r.mask
@@ -248,7 +247,7 @@ func (r *ByteRing) Commit(k int) error {
 		}
 	}
 	if !r.resvOK || k < 0 || k > r.resvSize {
-		return fmt.Errorf("shmring %s: %w: Commit(%d) with %d bytes reserved (reservation %v)", r.name, ErrUsage, k, r.resvSize, r.resvOK)
+		return layout.WrapOp("shmring", "commit", r.name, fmt.Errorf("%w: Commit(%d) with %d bytes reserved (reservation %v)", ErrUsage, k, r.resvSize, r.resvOK))
 	}
 	r.resvOK = false
 	putHeader(r.data[r.resvOff:], uint32(k), tagRecord)
@@ -335,7 +334,7 @@ func (r *ByteRing) Read() ([]byte, error) {
 				return nil, err
 			}
 			if !ok {
-				return nil, fmt.Errorf("shmring %s: %w", r.name, ErrEmpty)
+				return nil, layout.WrapOp("shmring", "read", r.name, ErrEmpty)
 			}
 		}
 		off := pos & r.mask // 8-aligned: cursors are validated as such
@@ -372,7 +371,7 @@ func (r *ByteRing) Read() ([]byte, error) {
 }
 
 func (r *ByteRing) badRecord(pos uint64, what string, v uint64) error {
-	return fmt.Errorf("shmring %s: %w: record at byte %d (head %d, tail %d): bad %s %d", r.name, ErrCorrupt, pos, r.head, r.tailCache, what, v)
+	return layout.WrapOp("shmring", "read", r.name, fmt.Errorf("%w: record at byte %d (head %d, tail %d): bad %s %d", ErrCorrupt, pos, r.head, r.tailCache, what, v))
 }
 
 // ReadWait is Read that blocks while the ring is empty, until ctx is done.
@@ -424,7 +423,7 @@ func (r *ByteRing) ReadInto(ctx context.Context, buf []byte) (int, error) {
 	}
 	if len(b) > len(buf) {
 		r.readEnd = before
-		return 0, fmt.Errorf("shmring %s: %w: record of %d bytes, buffer of %d", r.name, io.ErrShortBuffer, len(b), len(buf))
+		return 0, layout.WrapOp("shmring", "read", r.name, fmt.Errorf("%w: record of %d bytes, buffer of %d", io.ErrShortBuffer, len(b), len(buf)))
 	}
 	n := copy(buf, b)
 	return n, r.Release()

@@ -156,7 +156,7 @@ func (c *core) init(seg *layout.Segment, ctl *control, capacity uint64, cfg opti
 
 // corrupt builds the error for cursors that fail validation.
 func (c *core) corrupt(head, tail uint64) error {
-	return fmt.Errorf("shmring %s: %w: head %d, tail %d, capacity %d (tail-head must be in [0, capacity])", c.name, ErrCorrupt, head, tail, c.cap)
+	return layout.WrapOp("shmring", "check cursors", c.name, fmt.Errorf("%w: head %d, tail %d, capacity %d (tail-head must be in [0, capacity])", ErrCorrupt, head, tail, c.cap))
 }
 
 // refreshHead loads the consumer's head and reports whether need units are
@@ -312,7 +312,7 @@ func (c *core) claim(role uint8) error {
 		switch {
 		case cur == me:
 			if localRoles[key] {
-				return fmt.Errorf("shmring %s: %w: the %s role is held by another handle in this process (pid %d)", c.name, ErrRoleTaken, roleName(role), self.PID)
+				return layout.WrapOp("shmring", "claim role", c.name, fmt.Errorf("%w: the %s role is held by another handle in this process (pid %d)", ErrRoleTaken, roleName(role), self.PID))
 			}
 			// Left by a handle of ours that was dropped without Close.
 		case cur == 0:
@@ -322,7 +322,7 @@ func (c *core) claim(role uint8) error {
 		default:
 			h := decodeRole(cur)
 			if h.Alive {
-				return fmt.Errorf("shmring %s: %w: the %s role is held by live %s", c.name, ErrRoleTaken, roleName(role), h)
+				return layout.WrapOp("shmring", "claim role", c.name, fmt.Errorf("%w: the %s role is held by live %s", ErrRoleTaken, roleName(role), h))
 			}
 			if !word.CompareAndSwap(cur, me) {
 				continue
@@ -331,7 +331,7 @@ func (c *core) claim(role uint8) error {
 		localRoles[key] = true
 		return nil
 	}
-	return fmt.Errorf("shmring %s: %w: the %s role word keeps changing", c.name, ErrRoleTaken, roleName(role))
+	return layout.WrapOp("shmring", "claim role", c.name, fmt.Errorf("%w: the %s role word keeps changing", ErrRoleTaken, roleName(role)))
 }
 
 // release gives up a role this handle holds.
@@ -355,7 +355,7 @@ func (c *core) claimProducer() error {
 	case roleHeld:
 		return nil
 	case roleClosed:
-		return fmt.Errorf("shmring %s: %w", c.name, ErrClosed)
+		return layout.WrapOp("shmring", "produce", c.name, ErrClosed)
 	}
 	if err := c.claim(roleProducer); err != nil {
 		return err
@@ -377,7 +377,7 @@ func (c *core) claimConsumer() error {
 	case roleHeld:
 		return nil
 	case roleClosed:
-		return fmt.Errorf("shmring %s: %w", c.name, ErrClosed)
+		return layout.WrapOp("shmring", "consume", c.name, ErrClosed)
 	}
 	if err := c.claim(roleConsumer); err != nil {
 		return err
@@ -479,7 +479,7 @@ func (c *core) length() uint64 {
 func Inspect(s *layout.Segment) (RingStats, error) {
 	h := s.Header()
 	if h.Kind != layout.KindRing && h.Kind != layout.KindByteRing {
-		return RingStats{}, fmt.Errorf("shmring: %w: segment holds a %s, not a ring", ErrTypeMismatch, h.Kind)
+		return RingStats{}, layout.WrapOp("shmring", "inspect", s.Raw().Spec().String(), fmt.Errorf("%w: segment holds a %s, not a ring", ErrTypeMismatch, h.Kind))
 	}
 	ctl, err := checkControl(s)
 	if err != nil {
@@ -499,18 +499,18 @@ const maxCapacity = 1 << 40
 
 func checkCapacity(name string, n, limit uint64) (uint64, error) {
 	if n == 0 || n&(n-1) != 0 || n > limit {
-		return 0, fmt.Errorf("shmring %s: %w: %d (must be a power of two in [1, %d])", name, ErrCorrupt, n, limit)
+		return 0, layout.WrapOp("shmring", "check capacity", name, fmt.Errorf("%w: %d (must be a power of two in [1, %d])", ErrCorrupt, n, limit))
 	}
 	return n, nil
 }
 
 func checkControl(s *layout.Segment) (*control, error) {
 	if s.NumRegions() < 1 {
-		return nil, fmt.Errorf("shmring %s: %w: no control region", s.Raw().Spec(), ErrCorrupt)
+		return nil, layout.WrapOp("shmring", "check control block", s.Raw().Spec().String(), fmt.Errorf("%w: no control region", ErrCorrupt))
 	}
 	ctl, err := layout.View[control](s, 0)
 	if err != nil {
-		return nil, fmt.Errorf("shmring %s: control block: %w", s.Raw().Spec(), err)
+		return nil, layout.WrapOp("shmring", "check control block", s.Raw().Spec().String(), fmt.Errorf("control block: %w", err))
 	}
 	return ctl, nil
 }
@@ -523,7 +523,7 @@ func checkControl(s *layout.Segment) (*control, error) {
 // are untouched, so a new holder resumes where the dead one stopped.
 func ReleaseDeadRoles(s *layout.Segment) ([]RoleHolder, error) {
 	if k := s.Header().Kind; k != layout.KindRing && k != layout.KindByteRing {
-		return nil, fmt.Errorf("shmring: %w: segment holds a %s, not a ring", ErrTypeMismatch, k)
+		return nil, layout.WrapOp("shmring", "release dead roles", s.Raw().Spec().String(), fmt.Errorf("%w: segment holds a %s, not a ring", ErrTypeMismatch, k))
 	}
 	ctl, err := checkControl(s)
 	if err != nil {

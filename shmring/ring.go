@@ -135,21 +135,21 @@ const (
 func Create[T any](spec string, capacity int, opts ...Option) (*Ring[T], error) {
 	cfg, err := buildConfig("create", spec, opts)
 	if err != nil {
-		return nil, err
+		return nil, layout.WrapOp("shmring", "create", spec, err)
 	}
 	t := reflect.TypeFor[T]()
 	ti, err := layout.Describe(t)
 	if err != nil {
-		return nil, err
+		return nil, layout.WrapOp("shmring", "create", spec, err)
 	}
 	if ti.Size == 0 {
-		return nil, fmt.Errorf("shmring: create %s: %w: %s has size 0", spec, ErrUnsupportedType, t)
+		return nil, layout.WrapOp("shmring", "create", spec, fmt.Errorf("%w: %s has size 0", ErrUnsupportedType, t))
 	}
 	if capacity <= 0 || capacity&(capacity-1) != 0 {
-		return nil, fmt.Errorf("shmring: create %s: %w: %d is not a power of two >= 1", spec, ErrCapacity, capacity)
+		return nil, layout.WrapOp("shmring", "create", spec, fmt.Errorf("%w: %d is not a power of two >= 1", ErrCapacity, capacity))
 	}
 	if uint64(capacity) > maxCapacity || uint64(capacity) > maxDataBytes/ti.Size {
-		return nil, fmt.Errorf("shmring: create %s: %w: %d slots of %d bytes exceed the %d-byte limit", spec, ErrCapacity, capacity, ti.Size, uint64(maxDataBytes))
+		return nil, layout.WrapOp("shmring", "create", spec, fmt.Errorf("%w: %d slots of %d bytes exceed the %d-byte limit", ErrCapacity, capacity, ti.Size, uint64(maxDataBytes)))
 	}
 	d := layout.Desc{
 		Kind:     layout.KindRing,
@@ -164,12 +164,12 @@ func Create[T any](spec string, capacity int, opts ...Option) (*Ring[T], error) 
 	// A fresh object is zero-filled: zero cursors, free roles, no waiters.
 	seg, err := layout.Create(spec, d, nil, cfg.Layout...)
 	if err != nil {
-		return nil, err
+		return nil, layout.WrapOp("shmring", "create", spec, err)
 	}
 	r, err := newRing[T](seg, cfg)
 	if err != nil {
 		_ = seg.Close()
-		return nil, err
+		return nil, layout.WrapOp("shmring", "create", spec, err)
 	}
 	return r, nil
 }
@@ -184,20 +184,20 @@ const maxDataBytes = 1 << 46
 func Open[T any](spec string, opts ...Option) (*Ring[T], error) {
 	cfg, err := buildConfig("open", spec, opts)
 	if err != nil {
-		return nil, err
+		return nil, layout.WrapOp("shmring", "open", spec, err)
 	}
 	t := reflect.TypeFor[T]()
 	if _, err := layout.Describe(t); err != nil {
-		return nil, err
+		return nil, layout.WrapOp("shmring", "open", spec, err)
 	}
 	seg, err := layout.Open(spec, layout.Expect{Kind: layout.KindRing, Types: []reflect.Type{t}}, cfg.Layout...)
 	if err != nil {
-		return nil, err
+		return nil, layout.WrapOp("shmring", "open", spec, err)
 	}
 	r, err := newRing[T](seg, cfg)
 	if err != nil {
 		_ = seg.Close()
-		return nil, err
+		return nil, layout.WrapOp("shmring", "open", spec, err)
 	}
 	return r, nil
 }
@@ -212,8 +212,7 @@ func newRing[T any](seg *layout.Segment, cfg options.Config) (*Ring[T], error) {
 		return nil, err
 	}
 	if seg.NumRegions() != 2 || h.Params[0] != size || uint64(len(seg.Region(regionData))) != capacity*size {
-		return nil, fmt.Errorf("shmring %s: %w: %d regions, element size %d, slot region %d bytes for %d slots of %d bytes",
-			name, ErrCorrupt, seg.NumRegions(), h.Params[0], len(seg.Region(regionData)), capacity, size)
+		return nil, layout.WrapOp("shmring", "open", name, fmt.Errorf("%w: %d regions, element size %d, slot region %d bytes for %d slots of %d bytes", ErrCorrupt, seg.NumRegions(), h.Params[0], len(seg.Region(regionData)), capacity, size))
 	}
 	ctl, err := checkControl(seg)
 	if err != nil {
@@ -221,7 +220,7 @@ func newRing[T any](seg *layout.Segment, cfg options.Config) (*Ring[T], error) {
 	}
 	slots, err := layout.ViewSlice[T](seg, regionData, int(capacity))
 	if err != nil {
-		return nil, fmt.Errorf("shmring %s: slots: %w", name, err)
+		return nil, layout.WrapOp("shmring", "open", name, fmt.Errorf("slots: %w", err))
 	}
 	r := &Ring[T]{slots: slots}
 	r.core.init(seg, ctl, capacity, cfg)
@@ -370,7 +369,7 @@ func (r *Ring[T]) Publish(k int) error {
 		}
 	}
 	if k < 0 || uint64(k) > r.claimed {
-		return fmt.Errorf("shmring %s: %w: Publish(%d) with %d slots claimed", r.name, ErrUsage, k, r.claimed)
+		return layout.WrapOp("shmring", "publish", r.name, fmt.Errorf("%w: Publish(%d) with %d slots claimed", ErrUsage, k, r.claimed))
 	}
 	r.claimed = 0
 	if k == 0 {
@@ -527,7 +526,7 @@ func (r *Ring[T]) Advance(k int) error {
 		}
 	}
 	if k < 0 || uint64(k) > r.peeked {
-		return fmt.Errorf("shmring %s: %w: Advance(%d) with %d items peeked", r.name, ErrUsage, k, r.peeked)
+		return layout.WrapOp("shmring", "advance", r.name, fmt.Errorf("%w: Advance(%d) with %d items peeked", ErrUsage, k, r.peeked))
 	}
 	r.peeked = 0
 	if k == 0 {

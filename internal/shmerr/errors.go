@@ -89,15 +89,22 @@ func (e *OpError) Error() string {
 func (e *OpError) Unwrap() error { return e.Err }
 
 // WrapOp returns err wrapped in an OpError naming pkg, op and spec, or nil
-// when err is nil. An error that is already an OpError of the same package
-// is returned as it is, so layers never stack the same prefix twice.
+// when err is nil. An OpError from a lower layer (segment, layout) about the
+// same segment is relabelled, not nested: the user called shmring.Open, so
+// the message says "shmring: open posix:/x: ..." once, whatever layer found
+// the problem.
 func WrapOp(pkg, op, spec string, err error) error {
 	if err == nil {
 		return nil
 	}
 	var oe *OpError
-	if errors.As(err, &oe) && oe.Pkg == pkg {
-		return err
+	if errors.As(err, &oe) {
+		if oe.Pkg == pkg {
+			return err
+		}
+		if oe == err && (oe.Spec == spec || oe.Spec == "") {
+			return &OpError{Pkg: pkg, Op: op, Spec: spec, Err: oe.Err}
+		}
 	}
 	return &OpError{Pkg: pkg, Op: op, Spec: spec, Err: err}
 }

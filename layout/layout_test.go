@@ -236,6 +236,9 @@ func TestFingerprint(t *testing.T) {
 	require.NotEqual(t, a.Name, b.Name)
 	require.NotEqual(t, a.Fingerprint, c.Fingerprint, "field order changes the layout")
 	require.Contains(t, a.Layout, "Price float64@16")
+	pa, err := layout.ParseLayout(a.Layout)
+	require.NoError(t, err)
+	require.Equal(t, layout.LayoutField{Name: "Price", Type: &layout.LayoutType{Text: "float64", Size: 8}, Off: 16}, pa.Type.Fields[2])
 	i1, _ := layout.DescribeOf[int32]()
 	u1, _ := layout.DescribeOf[uint32]()
 	require.NotEqual(t, i1.Fingerprint, u1.Fingerprint, "kinds are part of the fingerprint")
@@ -281,6 +284,8 @@ func TestOpenWrongType(t *testing.T) {
 	require.ErrorIs(t, err, layout.ErrTypeMismatch)
 	require.Contains(t, err.Error(), "layout_test.Order ")
 	require.Contains(t, err.Error(), "layout_test.OrderReordered ")
+	require.Contains(t, err.Error(), "T.Side: segment has field ID uint64 at offset 0, caller Side uint8 at offset 0",
+		"the mismatch names the first differing field")
 
 	w, err := layout.OpenValue[OrderRenamed](spec)
 	require.NoError(t, err, "same layout under another name opens")
@@ -420,4 +425,85 @@ func TestCreateRejectsBadDesc(t *testing.T) {
 	require.ErrorIs(t, err, initErr)
 	_, err = segment.Open(spec)
 	require.ErrorIs(t, err, os.ErrNotExist, "a failed create removes what it made")
+}
+
+// TestPeek: the decoder tools use on a copy of a segment's bytes agrees with
+// Open, and says what a segment that Open refuses holds.
+func TestPeek(t *testing.T) {
+	spec, path := fileSpec(t)
+	v, err := layout.CreateValue[Order](spec)
+	require.NoError(t, err)
+	require.NoError(t, v.Close())
+	s, err := layout.Open(spec, layout.Expect{Kind: layout.KindValue})
+	require.NoError(t, err)
+	defer s.Close()
+	img, err := os.ReadFile(path)
+	require.NoError(t, err)
+
+	h, types, err := layout.Peek(img, len(img))
+	require.NoError(t, err)
+	require.Equal(t, *s.Header(), *h)
+	require.Equal(t, s.Types(), types)
+
+	// Every byte flipped: Peek fails with a sentinel where Open does, and
+	// never panics.
+	end := int(h.TypeDescOff + h.TypeDescLen)
+	for off := range end {
+		mut := append([]byte(nil), img...)
+		mut[off] ^= 0x80
+		_, _, err := layout.Peek(mut, len(mut))
+		if off >= int(unsafe.Offsetof(h.State))+4 && off < layout.HeaderSize {
+			require.NoError(t, err, "reserved byte %d", off)
+			continue
+		}
+		require.Error(t, err, "byte %d", off)
+	}
+	// A bad checksum: the header is still returned, for display.
+	mut := append([]byte(nil), img...)
+	mut[unsafe.Offsetof(h.Capacity)] ^= 1
+	h2, types2, err := layout.Peek(mut, len(mut))
+	require.ErrorIs(t, err, layout.ErrCorrupt)
+	require.NotNil(t, h2)
+	require.Equal(t, s.Types(), types2, "descriptions decode though the header fails")
+
+	// Header written, state word zero: impossible for a creator.
+	mut = append([]byte(nil), img...)
+	copy(mut[unsafe.Offsetof(h.State):], []byte{0, 0, 0, 0})
+	h2, _, err = layout.Peek(mut, len(mut))
+	require.ErrorIs(t, err, layout.ErrCorrupt)
+	require.NotNil(t, h2)
+
+	// Too short: with the magic it is a damaged segment, without it not one.
+	_, _, err = layout.Peek(img[:100], 100)
+	require.ErrorIs(t, err, layout.ErrTooSmall)
+	require.NotErrorIs(t, err, layout.ErrBadMagic)
+	_, _, err = layout.Peek(make([]byte, 100), 100)
+	require.ErrorIs(t, err, layout.ErrTooSmall)
+	require.ErrorIs(t, err, layout.ErrBadMagic)
+
+	// Foreign and all-zero objects.
+	h2, _, err = layout.Peek(make([]byte, 8192), 8192)
+	require.ErrorIs(t, err, layout.ErrBadMagic)
+	require.Nil(t, h2)
+	junk := make([]byte, 8192)
+	for i := range junk {
+		junk[i] = byte(i*7 + 3)
+	}
+	h2, _, err = layout.Peek(junk, len(junk))
+	require.ErrorIs(t, err, layout.ErrBadMagic)
+	require.Nil(t, h2)
+
+	// Half-initialized by a creator killed in the init window.
+	hspec, hpath := fileSpec(t)
+	cmd := createChild.Command(t, hspec)
+	cmd.Env = append(cmd.Env, crashpoint.Arm("layout.initializing", 1))
+	p := testproc.StartCmd(t, cmd)
+	require.Error(t, p.Wait(time.Minute))
+	half, err := os.ReadFile(hpath)
+	require.NoError(t, err)
+	h2, _, err = layout.Peek(half, len(half))
+	require.ErrorIs(t, err, layout.ErrNotReady)
+	require.NotNil(t, h2)
+	require.Equal(t, int32(p.Pid()), h2.Creator.PID)
+	require.Equal(t, layout.StateInitializing, h2.State)
 }

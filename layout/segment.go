@@ -276,48 +276,132 @@ func tryOpen(spec string, o Options) (*Segment, error) {
 func attach(raw *segment.Segment) (*Segment, error) {
 	b := raw.Bytes()
 	name := raw.Spec().String()
+	st := StateReady // a b shorter than a header is reported by peek
+	if len(b) >= HeaderSize {
+		st = stateWord(b).Load()
+	}
+	if st == StateZero || st == StateInitializing {
+		return nil, notReady(name, b, st)
+	}
+	// The state word was loaded first (acquire): a Ready header is whole.
+	// peek validates private copies, since a peer may keep writing.
+	h, types, err := peek(b, len(b), st)
+	if err != nil {
+		return nil, WrapOp("layout", "open", name, err)
+	}
+	return &Segment{raw: raw, hdr: *h, types: types, regions: regionSlices(b, h)}, nil
+}
+
+// notReady explains a shared header whose state word st said Zero or
+// Initializing: a creator still at work (a *notYet, worth waiting for),
+// one that died, or bytes that were never a shmkit header. Unlike Peek it
+// reads live shared memory, where the state word was loaded before the
+// rest, so a magic already in place only means the creator finished since.
+func notReady(name string, b []byte, st uint32) error {
+	var magic [8]byte
+	copy(magic[:], b)
+	if st == StateZero && magic != Magic && magic != [8]byte{} {
+		return WrapOp("layout", "open", name, fmt.Errorf("%w: first bytes are % x", ErrBadMagic, magic[:]))
+	}
+	c := creatorRecord(b)
+	if c.PID != 0 && !proc.Alive(proc.ID{PID: c.PID, Start: c.Start}) {
+		return WrapOp("layout", "open", name, fmt.Errorf("%w: creator pid %d died before finishing initialization (remove the segment and create it again)", ErrNotReady, c.PID))
+	}
+	if c.PID == 0 {
+		return &notYet{why: "no shmkit header written (all zero)"}
+	}
+	return &notYet{why: fmt.Sprintf("creator pid %d still initializing", c.PID)}
+}
+
+// Peek decodes the header at the start of b without attaching anything,
+// for tools that look at segments without opening them (cmd/shmctl). b is a
+// private copy of the object's first bytes, read front to back (pread, or a
+// copy of a mapping), holding at least the header and the type
+// descriptions; size is the size of the whole object. Nothing in b is
+// trusted: Peek never panics and validates exactly as Open does.
+//
+// The results say what b holds:
+//
+//   - nil header, error wrapping ErrBadMagic: not a shmkit segment, nor one
+//     whose creator has begun (an all-zero object is not one either).
+//   - nil header, error wrapping ErrTooSmall: b is shorter than a header (it
+//     also wraps ErrBadMagic when b does not begin with the magic).
+//   - header, error wrapping ErrNotReady: a creator started the segment and
+//     has not finished (State is StateZero or StateInitializing). Only
+//     Creator and State are certain to be written; ask package proc whether
+//     the creator still lives.
+//   - header, error wrapping ErrCorrupt, ErrVersion or ErrTooSmall: a shmkit
+//     header that fails validation (or an impossible init history). The
+//     header and the types, as far as they decode, are what the segment
+//     claims, for display only.
+//   - header, types, nil: a ready header that validates, and its element
+//     types, checked against their fingerprints.
+func Peek(b []byte, size int) (*Header, []TypeInfo, error) {
+	st := StateReady
+	if len(b) >= HeaderSize {
+		st = binary.NativeEndian.Uint32(b[offState:])
+	}
+	return peek(b, size, st)
+}
+
+// peek is Peek with the state word given: attach loads it atomically from
+// shared memory before copying the rest. b may be shared memory; peek reads
+// it only through private copies.
+func peek(b []byte, size int, st uint32) (*Header, []TypeInfo, error) {
 	if len(b) < HeaderSize {
-		return nil, WrapOp("layout", "open", name, fmt.Errorf("%w: %d bytes, header needs %d", ErrTooSmall, len(b), HeaderSize))
+		if len(b) < len(Magic) || [8]byte(b[:8]) != Magic {
+			return nil, nil, fmt.Errorf("%w (%w): %d bytes, header needs %d", ErrTooSmall, ErrBadMagic, len(b), HeaderSize)
+		}
+		return nil, nil, fmt.Errorf("%w: %d bytes, header needs %d", ErrTooSmall, len(b), HeaderSize)
 	}
-	switch st := stateWord(b).Load(); st {
-	case StateReady:
-	case StateZero, StateInitializing:
-		var magic [8]byte
-		copy(magic[:], b)
-		if st == StateZero && magic != Magic && magic != [8]byte{} {
-			return nil, WrapOp("layout", "open", name, fmt.Errorf("%w: first bytes are % x", ErrBadMagic, magic[:]))
-		}
-		c := creatorRecord(b)
-		if c.PID != 0 && !proc.Alive(proc.ID{PID: c.PID, Start: c.Start}) {
-			return nil, WrapOp("layout", "open", name, fmt.Errorf("%w: creator pid %d died before finishing initialization (remove the segment and create it again)", ErrNotReady, c.PID))
-		}
-		if c.PID == 0 {
-			return nil, &notYet{why: "no shmkit header written (all zero)"}
-		}
-		return nil, &notYet{why: fmt.Sprintf("creator pid %d still initializing", c.PID)}
+	h := new(Header)
+	copy(headerBytes(h), b[:HeaderSize])
+	h.State = st
+	starting := st == StateZero || st == StateInitializing
+	switch {
+	case h.Magic == Magic:
+	case h.Magic == [8]byte{} && starting && h.Creator.PID > 0 &&
+		(st == StateInitializing || h.Creator.Start != 0 && allZero(b[:offCreator])):
+		// A creator began (and may have died) before writing the header:
+		// only its identity and the state word are there yet.
+	case h.Magic == [8]byte{} && starting:
+		return nil, nil, fmt.Errorf("%w: no shmkit header written (all zero)", ErrBadMagic)
 	default:
-		var magic [8]byte
-		copy(magic[:], b)
-		if magic != Magic {
-			return nil, WrapOp("layout", "open", name, fmt.Errorf("%w: first bytes are % x", ErrBadMagic, magic[:]))
-		}
-		return nil, WrapOp("layout", "open", name, fmt.Errorf("%w: init state word %#x is not a known state", ErrCorrupt, st))
+		return nil, nil, fmt.Errorf("%w: first bytes are % x", ErrBadMagic, h.Magic[:])
 	}
-	// Validate private copies: a peer may keep writing the shared bytes.
-	var h Header
-	copy(headerBytes(&h), b[:HeaderSize])
 	var desc []byte
 	if h.TypeDescOff <= uint64(len(b)) && h.TypeDescLen <= min(uint64(len(b))-h.TypeDescOff, maxTypeDesc*MaxTypes) {
 		desc = append([]byte(nil), b[h.TypeDescOff:h.TypeDescOff+h.TypeDescLen]...)
 	}
-	if err := h.Validate(len(b), desc); err != nil {
-		return nil, WrapOp("layout", "open", name, err)
+	types, typesErr := decodeTypeDescs(desc, h)
+	switch {
+	case h.Magic == Magic && st == StateZero:
+		// The creator stores Initializing before anything else and the
+		// magic last, just before Ready: this history is impossible.
+		return h, types, fmt.Errorf("%w: header written but init state word is zero", ErrCorrupt)
+	case starting && h.Creator.PID <= 0:
+		return h, types, fmt.Errorf("%w: initializing segment names no creator (pid %d)", ErrCorrupt, h.Creator.PID)
+	case starting:
+		return h, types, fmt.Errorf("%w: creator pid %d has not finished initializing", ErrNotReady, h.Creator.PID)
+	case st != StateReady:
+		return h, types, fmt.Errorf("%w: init state word %#x is not a known state", ErrCorrupt, st)
 	}
-	types, err := decodeTypeDescs(desc, &h)
-	if err != nil {
-		return nil, WrapOp("layout", "open", name, err)
+	if err := h.Validate(size, desc); err != nil {
+		return h, types, err
 	}
-	return &Segment{raw: raw, hdr: h, types: types, regions: regionSlices(b, &h)}, nil
+	if typesErr != nil {
+		return h, types, typesErr
+	}
+	return h, types, nil
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // check verifies kind and element types against what the caller expects.
@@ -338,6 +422,9 @@ func (s *Segment) check(want Expect) error {
 			return err
 		}
 		if ti.Fingerprint != s.types[i].Fingerprint || ti.Layout != s.types[i].Layout {
+			if d := layoutDiff(s.types[i].Layout, ti.Layout); d != "" {
+				return WrapOp("layout", "open", name, fmt.Errorf("%w: segment holds %s, opened as %s (%s)", ErrTypeMismatch, s.types[i], ti, d))
+			}
 			return WrapOp("layout", "open", name, fmt.Errorf("%w: segment holds %s, opened as %s", ErrTypeMismatch, s.types[i], ti))
 		}
 	}
@@ -361,16 +448,21 @@ func encodeTypeDescs(types []TypeInfo) []byte {
 	return out
 }
 
+// decodeTypeDescs decodes the stored type descriptions of h from desc. It
+// returns the descriptions as far as they decode (at most MaxTypes, for
+// display even when damaged) and the first error: a truncated description,
+// or one that does not hash to its fingerprint.
 func decodeTypeDescs(b []byte, h *Header) ([]TypeInfo, error) {
-	types := make([]TypeInfo, h.NumTypes)
-	for i := range types {
+	types := make([]TypeInfo, 0, min(h.NumTypes, MaxTypes))
+	var first error
+	for i := range min(h.NumTypes, MaxTypes) {
 		if len(b) < 8 {
-			return nil, fmt.Errorf("%w: type description %d truncated", ErrCorrupt, i)
+			return types, fmt.Errorf("%w: type description %d truncated", ErrCorrupt, i)
 		}
 		nl, ll := uint64(binary.LittleEndian.Uint32(b)), uint64(binary.LittleEndian.Uint32(b[4:]))
 		b = b[8:]
 		if nl > uint64(len(b)) || ll > uint64(len(b))-nl {
-			return nil, fmt.Errorf("%w: type description %d lengths %d+%d exceed %d bytes", ErrCorrupt, i, nl, ll, len(b))
+			return types, fmt.Errorf("%w: type description %d lengths %d+%d exceed %d bytes", ErrCorrupt, i, nl, ll, len(b))
 		}
 		ti := TypeInfo{
 			Name:        string(b[:nl]),
@@ -380,12 +472,15 @@ func decodeTypeDescs(b []byte, h *Header) ([]TypeInfo, error) {
 			Align:       h.Types[i].Align,
 		}
 		b = b[nl+ll:]
-		if xxhash.Sum64String(ti.Layout) != ti.Fingerprint {
-			return nil, fmt.Errorf("%w: type description %d does not match its fingerprint %#x", ErrCorrupt, i, ti.Fingerprint)
+		if xxhash.Sum64String(ti.Layout) != ti.Fingerprint && first == nil {
+			first = fmt.Errorf("%w: type description %d does not match its fingerprint %#x", ErrCorrupt, i, ti.Fingerprint)
 		}
-		types[i] = ti
+		types = append(types, ti)
 	}
-	return types, nil
+	if h.NumTypes > MaxTypes && first == nil {
+		first = fmt.Errorf("%w: %d types (max %d)", ErrCorrupt, h.NumTypes, MaxTypes)
+	}
+	return types, first
 }
 
 // View returns region i of s as *T, checking size and alignment.

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shmkit/shmkit/internal/sysv"
+	"github.com/shmkit/shmkit/segment"
 )
 
 // SemSet is a handle to a System V semaphore set. Unlike the other types of
@@ -81,15 +82,10 @@ func OpenSemSetID(id int) (*SemSet, error) {
 }
 
 // Ftok computes a System V IPC key from a file's inode and device numbers
-// and id, with glibc's formula.
-func Ftok(path string, id uint8) (int32, error) {
-	var st unix.Stat_t
-	if err := unix.Stat(path, &st); err != nil {
-		return 0, &os.PathError{Op: "ftok", Path: path, Err: err}
-	}
-	k := uint32(st.Ino&0xffff) | uint32(st.Dev&0xff)<<16 | uint32(id)<<24
-	return int32(k), nil
-}
+// and id, with glibc's formula, so that a semaphore set and a sysv:ftok:
+// segment named by the same file agree. It is segment.Ftok (the one
+// implementation), here so SemSet users need not import segment.
+func Ftok(path string, id uint8) (int32, error) { return segment.Ftok(path, id) }
 
 // Len returns the number of semaphores in the set.
 func (s *SemSet) Len() int { return s.nsems }

@@ -25,12 +25,12 @@ func FuzzTypeLayout(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		n, err := parseTypeLayout(s)
+		n, err := layout.ParseLayout(s)
 		if err != nil {
 			return
 		}
-		for _, loc := range findType(n, mutexLayout, 16) {
-			if loc.path == "" {
+		for _, loc := range n.Type.Find(mutexLayout, 16) {
+			if loc.Path == "" {
 				t.Fatalf("empty path in %q", s)
 			}
 		}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -296,31 +295,14 @@ func inspect(t *target, ps *procScan) (r *Report) {
 }
 
 // decodeHeader classifies the object from its first bytes and, for a shmkit
-// segment, decodes and validates its header.
+// segment, decodes (layout.Peek) and validates (layout.Open) its header.
 func decodeHeader(r *Report, h *handle) {
-	b := h.head
-	if len(b) < layout.HeaderSize {
-		if len(b) >= len(layout.Magic) && [8]byte(b[:8]) == layout.Magic {
-			r.Shmkit, r.Status = true, "corrupt"
-			r.Error = fmt.Sprintf("%v: %d bytes, header needs %d", layout.ErrTooSmall, len(b), layout.HeaderSize)
+	hd, types, err := layout.Peek(h.head, int(h.size))
+	if hd == nil {
+		if errors.Is(err, layout.ErrTooSmall) && !errors.Is(err, layout.ErrBadMagic) {
+			r.Shmkit, r.Status, r.Error = true, "corrupt", err.Error()
 			return
 		}
-		r.Status = "foreign"
-		return
-	}
-	var hd layout.Header
-	if _, err := binary.Decode(b, binary.NativeEndian, &hd); err != nil {
-		r.Status, r.Error = "error", err.Error()
-		return
-	}
-	state := binary.NativeEndian.Uint32(b[stateOffset:])
-	switch {
-	case hd.Magic == layout.Magic:
-	case hd.Magic == [8]byte{} && hd.Creator.PID > 0 && (state == layout.StateInitializing ||
-		state == layout.StateZero && hd.Creator.Start != 0 && allZero(b[:creatorOffset])):
-		// A creator died (or is still working) before writing the header:
-		// only its identity and the state word are there yet.
-	default:
 		r.Status = "foreign"
 		return
 	}
@@ -328,7 +310,7 @@ func decodeHeader(r *Report, h *handle) {
 	r.kind = hd.Kind
 	r.Creator = procInfo(hd.Creator.PID, hd.Creator.Start)
 	hi := &HeaderInfo{
-		Version: hd.Version, Kind: hd.Kind.String(), KindCode: uint32(hd.Kind), State: stateName(state),
+		Version: hd.Version, Kind: hd.Kind.String(), KindCode: uint32(hd.Kind), State: stateName(hd.State),
 		Flags: hd.Flags, Capacity: hd.Capacity, SegmentSize: hd.SegmentSize, HeaderSize: hd.HeaderSize,
 		TypeDescOff: hd.TypeDescOff, TypeDescLen: hd.TypeDescLen, Params: hd.Params[:],
 		Checksum: fmt.Sprintf("%#016x", hd.Checksum),
@@ -337,14 +319,13 @@ func decodeHeader(r *Report, h *handle) {
 		c := time.Unix(0, hd.CreatedUnix).UTC()
 		hi.Created = &c
 	}
-	descs := storedTypeDescs(b, &hd)
 	for i := range min(hd.NumTypes, layout.MaxTypes) {
 		tr := hd.Types[i]
 		ti := TypeInfo{Fingerprint: fmt.Sprintf("%#016x", tr.Fingerprint), Size: tr.Size, Align: tr.Align}
-		if int(i) < len(descs) {
+		if int(i) < len(types) {
 			// Unverified until layout.Open succeeds; shown so that even a
 			// corrupt segment says what it claims to hold.
-			ti.Name, ti.Layout = descs[i][0], descs[i][1]
+			ti.Name, ti.Layout = types[i].Name, types[i].Layout
 		}
 		hi.Types = append(hi.Types, ti)
 	}
@@ -352,24 +333,18 @@ func decodeHeader(r *Report, h *handle) {
 		hi.Regions = append(hi.Regions, RegionInfo{Off: hd.Regions[i].Off, Size: hd.Regions[i].Size})
 	}
 	r.Header = hi
-	switch {
-	case hd.Magic == layout.Magic && state == layout.StateZero:
-		// The creator stores Initializing before anything else and the
-		// magic last, just before Ready: this history is impossible.
-		r.Status = "corrupt"
-		r.Error = fmt.Sprintf("%v: header written but init state word is zero", layout.ErrCorrupt)
-		return
-	case state == layout.StateZero || state == layout.StateInitializing:
-		if hd.Creator.PID <= 0 {
-			r.Status = "corrupt"
-			r.Error = fmt.Sprintf("%v: initializing segment names no creator (pid %d)", layout.ErrCorrupt, hd.Creator.PID)
-			return
+	if hd.State == layout.StateZero || hd.State == layout.StateInitializing {
+		if errors.Is(err, layout.ErrNotReady) {
+			r.Status = "initializing"
+		} else {
+			r.Status, r.Error = "corrupt", err.Error()
 		}
-		r.Status = "initializing"
 		return
 	}
-	// Ready (or an unknown state word, which layout.Open reports): let the
-	// library validate it exactly as a program opening it would.
+	// Ready (or an unknown state word): let the library validate it
+	// exactly as a program opening it would; Peek's verdict on the copied
+	// head is the same, but Open names the segment and attaches it for the
+	// live state.
 	s, err := layout.Open(h.layoutSpec, layout.Expect{Kind: layout.KindAny},
 		layout.WithSegment(segment.ReadOnly()), layout.WithInitTimeout(0))
 	valid := err == nil
@@ -394,15 +369,6 @@ func decodeHeader(r *Report, h *handle) {
 		}
 		r.Live = live
 	}
-}
-
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // judge decides whether a shmkit segment is stale, and why.
@@ -456,29 +422,4 @@ func inspectAll(ts []*target, ps *procScan) []*Report {
 
 func backendOrder(b string) int {
 	return slices.Index([]string{"posix", "file", "sysv", "memfd", "fd"}, b)
-}
-
-// storedTypeDescs decodes the type descriptions (u32 name length, u32
-// layout length, name, layout; see package layout) from the copied head of
-// a segment, as far as they are inside it. Nothing is trusted: lengths are
-// bounds-checked, and a description that does not fit ends the list.
-func storedTypeDescs(b []byte, h *layout.Header) [][2]string {
-	if h.TypeDescOff > uint64(len(b)) || h.TypeDescLen > uint64(len(b))-h.TypeDescOff {
-		return nil
-	}
-	d := b[h.TypeDescOff : h.TypeDescOff+h.TypeDescLen]
-	var out [][2]string
-	for range min(h.NumTypes, layout.MaxTypes) {
-		if len(d) < 8 {
-			break
-		}
-		nl, ll := uint64(binary.LittleEndian.Uint32(d)), uint64(binary.LittleEndian.Uint32(d[4:]))
-		d = d[8:]
-		if nl > uint64(len(d)) || ll > uint64(len(d))-nl {
-			break
-		}
-		out = append(out, [2]string{string(d[:nl]), string(d[nl : nl+ll])})
-		d = d[nl+ll:]
-	}
-	return out
 }

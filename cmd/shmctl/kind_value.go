@@ -28,7 +28,11 @@ var mutexLayout = func() string {
 	if err != nil {
 		panic(err)
 	}
-	return typeBody(ti.Layout)
+	l, err := layout.ParseLayout(ti.Layout)
+	if err != nil {
+		panic(err)
+	}
+	return l.Type.Text
 }()
 
 // maxLocksShown bounds how many mutexes of one value shmctl reads.
@@ -39,23 +43,23 @@ func valueLive(s *layout.Segment) (*Live, error) {
 	if len(types) != 1 || !strings.Contains(types[0].Layout, mutexLayout) {
 		return nil, nil // nothing live to show
 	}
-	t, err := parseTypeLayout(types[0].Layout)
+	t, err := layout.ParseLayout(types[0].Layout)
 	if err != nil {
 		return nil, fmt.Errorf("%w: stored type layout: %v", layout.ErrCorrupt, err)
 	}
 	region := s.Region(0)
 	l := &Live{}
-	locks := findType(t, mutexLayout, maxLocksShown)
+	locks := t.Type.Find(mutexLayout, maxLocksShown)
 	for _, loc := range locks {
-		if loc.off > uint64(len(region)) {
-			return nil, fmt.Errorf("%w: mutex %s at offset %d outside the %d-byte value", layout.ErrCorrupt, loc.path, loc.off, len(region))
+		if loc.Off > uint64(len(region)) {
+			return nil, fmt.Errorf("%w: mutex %s at offset %d outside the %d-byte value", layout.ErrCorrupt, loc.Path, loc.Off, len(region))
 		}
-		m, err := mem.Ptr[shsync.Mutex](region[loc.off:])
+		m, err := mem.Ptr[shsync.Mutex](region[loc.Off:])
 		if err != nil {
-			return nil, fmt.Errorf("%w: mutex %s: %v", layout.ErrCorrupt, loc.path, err)
+			return nil, fmt.Errorf("%w: mutex %s: %v", layout.ErrCorrupt, loc.Path, err)
 		}
 		st := m.State()
-		role := "lock " + loc.path
+		role := "lock " + loc.Path
 		switch {
 		case st.NotRecoverable:
 			l.Problems = append(l.Problems, Problem{What: "lock-not-recoverable",

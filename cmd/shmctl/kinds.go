@@ -1,10 +1,6 @@
 package main
 
-import (
-	"reflect"
-
-	"github.com/shmkit/shmkit/layout"
-)
+import "github.com/shmkit/shmkit/layout"
 
 // probe is what shmctl knows about one kind of structure beyond the common
 // header. Each structure package's support lives in its own file
@@ -44,19 +40,4 @@ func (p probe) readLive(s *layout.Segment, spec string) (*Live, error) {
 		return p.liveSpec(spec)
 	}
 	return nil, nil
-}
-
-// Offsets of the header words shmctl reads from a possibly half-written
-// header, taken from the Go type rather than counted by hand.
-var (
-	stateOffset   = fieldOffset("State")
-	creatorOffset = fieldOffset("Creator")
-)
-
-func fieldOffset(name string) int {
-	f, ok := reflect.TypeFor[layout.Header]().FieldByName(name)
-	if !ok {
-		panic("layout.Header has no field " + name)
-	}
-	return int(f.Offset)
 }

@@ -12,7 +12,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -169,7 +171,14 @@ var createChild = testproc.Register("shmctl-create", func(args []string) error {
 // startHolder starts holdChild on spec and waits until it has the segment mapped.
 func startHolder(t *testing.T, spec string) *testproc.Proc {
 	t.Helper()
-	cmd := holdChild.Command(t, spec)
+	return startSaying(t, holdChild, "ready", spec)
+}
+
+// startSaying starts child c with args and waits until the first line it
+// prints is want (the child is ready: holding what it holds).
+func startSaying(t *testing.T, c testproc.Child, want string, args ...string) *testproc.Proc {
+	t.Helper()
+	cmd := c.Command(t, args...)
 	r, w, err := os.Pipe()
 	require.NoError(t, err)
 	cmd.Stdout = w
@@ -177,8 +186,8 @@ func startHolder(t *testing.T, spec string) *testproc.Proc {
 	w.Close()
 	line, err := bufio.NewReader(r).ReadString('\n')
 	r.Close()
-	require.NoError(t, err, "holder output: %s", p.Output())
-	require.Equal(t, "ready\n", line)
+	require.NoError(t, err, "%s output: %s", c, p.Output())
+	require.Equal(t, want+"\n", line)
 	return p
 }
 
@@ -296,12 +305,40 @@ func TestLsAndStatValueAcrossBackends(t *testing.T) {
 	}
 }
 
+// Offsets of header words the tests scribble on, taken from the Go type
+// rather than counted by hand.
+var stateOffset = fieldOffset("State")
+
+func fieldOffset(name string) int {
+	f, ok := reflect.TypeFor[layout.Header]().FieldByName(name)
+	if !ok {
+		panic("layout.Header has no field " + name)
+	}
+	return int(f.Offset)
+}
+
 func TestHeaderDecodeMatchesLayout(t *testing.T) {
-	// stateOffset and creatorOffset come from the Go type; binary.Decode of
-	// the header must consume exactly HeaderSize bytes.
+	// The header has no implicit padding: its bytes are its fields.
 	require.Equal(t, layout.HeaderSize, binary.Size(layout.Header{}))
 	require.Equal(t, 336, stateOffset)
-	require.Equal(t, 48, creatorOffset)
+	require.Equal(t, 48, fieldOffset("Creator"))
+	// shmctl decodes headers with layout.Peek: from a copy of the bytes it
+	// must see what layout.Open attaches.
+	spec := "file:" + filepath.Join(t.TempDir(), "seg")
+	createValue(t, spec)
+	s, err := layout.Open(spec, layout.Expect{Kind: layout.KindAny})
+	require.NoError(t, err)
+	defer s.Close()
+	b := slices.Clone(s.Raw().Bytes())
+	hd, types, err := layout.Peek(b, len(b))
+	require.NoError(t, err)
+	require.Equal(t, *s.Header(), *hd)
+	require.Equal(t, s.Types(), types)
+	head := b[:min(len(b), headRead)]
+	hd, types, err = layout.Peek(head, len(b))
+	require.NoError(t, err, "the head shmctl copies holds the header and type descriptions")
+	require.Equal(t, *s.Header(), *hd)
+	require.Equal(t, s.Types(), types)
 }
 
 // exists reports whether the object named by spec is still there.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -159,16 +158,7 @@ func TestQueueDeadParticipant(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = q.Close() })
 
-	cmd := queueChild.Command(t, spec)
-	r, w, err := os.Pipe()
-	require.NoError(t, err)
-	cmd.Stdout = w
-	p := testproc.StartCmd(t, cmd)
-	w.Close()
-	line, err := bufio.NewReader(r).ReadString('\n')
-	r.Close()
-	require.NoError(t, err, p.Output())
-	require.Equal(t, "ready\n", line)
+	p := startSaying(t, queueChild, "ready", spec)
 	require.Equal(t, 0, runBin(t, "stat", spec).code, "a live participant is fine")
 
 	p.Kill()

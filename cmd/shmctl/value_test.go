@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"os"
 	"reflect"
 	"strconv"
 	"testing"
@@ -43,26 +41,27 @@ var lockChild = testproc.Register("shmctl-lock", func(args []string) error {
 func TestTypeLayoutFindsMutexes(t *testing.T) {
 	ti, err := layout.DescribeOf[Guarded]()
 	require.NoError(t, err)
-	tree, err := parseTypeLayout(ti.Layout)
+	parsed, err := layout.ParseLayout(ti.Layout)
 	require.NoError(t, err)
-	require.Equal(t, ti.Size, tree.size)
+	tree := parsed.Type
+	require.Equal(t, ti.Size, tree.Size)
 	rt := reflect.TypeFor[Guarded]()
 	mu, _ := rt.FieldByName("Mu")
 	inner, _ := rt.FieldByName("Inner")
 	locks, _ := inner.Type.FieldByName("Locks")
 	mutexSize := uint64(reflect.TypeFor[shsync.Mutex]().Size())
-	require.Equal(t, []located{
-		{path: "Mu", off: uint64(mu.Offset)},
-		{path: "Inner.Locks[0]", off: uint64(inner.Offset + locks.Offset)},
-		{path: "Inner.Locks[1]", off: uint64(inner.Offset+locks.Offset) + mutexSize},
-	}, findType(tree, mutexLayout, 100))
-	require.Len(t, findType(tree, mutexLayout, 2), 2, "bounded")
+	require.Equal(t, []layout.LayoutAt{
+		{Path: "Mu", Off: uint64(mu.Offset)},
+		{Path: "Inner.Locks[0]", Off: uint64(inner.Offset + locks.Offset)},
+		{Path: "Inner.Locks[1]", Off: uint64(inner.Offset+locks.Offset) + mutexSize},
+	}, tree.Find(mutexLayout, 100))
+	require.Len(t, tree.Find(mutexLayout, 2), 2, "bounded")
 
 	for _, bad := range []string{"", "amd64/le", "amd64/le struct{", "amd64/le [99999999999999999999]uint8",
 		"amd64/le struct{A pointer@0}#8/8", "amd64/le struct{A uint8@x}#1/1", "amd64/le uint8 trailing",
 		"amd64/le " + string(make([]byte, 100)), "amd64/le [1]" + repeat("[1]", 100) + "uint8",
 		"amd64/le [4398046511104]struct{A uint64@0}#1024/8"} {
-		_, err := parseTypeLayout(bad)
+		_, err := layout.ParseLayout(bad)
 		require.Error(t, err, "%q", bad)
 	}
 }
@@ -81,16 +80,7 @@ func TestDeadLockOwnerReported(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = v.Close() })
 
-	cmd := lockChild.Command(t, spec)
-	r, w, err := os.Pipe()
-	require.NoError(t, err)
-	cmd.Stdout = w
-	p := testproc.StartCmd(t, cmd)
-	w.Close()
-	line, err := bufio.NewReader(r).ReadString('\n')
-	r.Close()
-	require.NoError(t, err, p.Output())
-	require.Equal(t, "locked\n", line)
+	p := startSaying(t, lockChild, "locked", spec)
 
 	res := runBin(t, "ls")
 	require.Regexp(t, spec+`\s+value\s+main\.Guarded\s+1\s+-\s+\d+\s+creator=\d+/alive lock Mu=`+strconv.Itoa(p.Pid())+`/alive users=\d+,\d+\s+ok\n`, res.stdout)

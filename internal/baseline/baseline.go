@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/internal/sysv"
+	"github.com/shmkit/shmkit/internal/testproc"
 )
 
 // Result is one measurement.
@@ -227,16 +228,14 @@ func StartPeer(name string, files []*os.File, args ...string) (*Peer, error) {
 func (p *Peer) Wait(timeout time.Duration) error { return p.p.wait(timeout) }
 
 // Kill SIGKILLs the peer and reaps it.
-func (p *Peer) Kill() { p.p.kill() }
+func (p *Peer) Kill() { p.p.Kill() }
 
 // Pid returns the peer's process ID.
-func (p *Peer) Pid() int { return p.p.cmd.Process.Pid }
+func (p *Peer) Pid() int { return p.p.Pid() }
 
-// peer is a started child process.
-type peer struct {
-	cmd  *exec.Cmd
-	done chan error
-}
+// peer is a started child process, run by testproc (the one child-process
+// harness: start, PDEATHSIG, wait with timeout, kill).
+type peer struct{ *testproc.Proc }
 
 // startPeer re-executes this binary as the peer role with files as fd 3, 4, ...
 func startPeer(role string, files []*os.File, args ...string) (*peer, error) {
@@ -248,33 +247,23 @@ func startPeer(role string, files []*os.File, args ...string) (*peer, error) {
 	cmd.Env = append(os.Environ(), envRole+"="+role, envArgs+"="+strings.Join(args, argSep))
 	cmd.ExtraFiles = files
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p, err := testproc.Launch(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("baseline: start %s peer: %w", role, err)
 	}
-	p := &peer{cmd: cmd, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
-	return p, nil
+	return &peer{p}, nil
 }
 
 // wait waits for the peer to exit (killing it after timeout).
 func (p *peer) wait(timeout time.Duration) error {
-	select {
-	case err := <-p.done:
-		if err != nil {
-			return fmt.Errorf("baseline: peer failed: %w", err)
-		}
-		return nil
-	case <-time.After(timeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
+	err := p.Wait(timeout)
+	switch {
+	case errors.Is(err, testproc.ErrTimeout):
 		return errors.New("baseline: peer timed out (killed)")
+	case err != nil:
+		return fmt.Errorf("baseline: peer failed: %w", err)
 	}
-}
-
-func (p *peer) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
+	return nil
 }
 
 const peerTimeout = 5 * time.Minute
@@ -378,7 +367,7 @@ func streamThroughput(tr Transport, count, size int) (time.Duration, error) {
 	}
 	var b [1]byte
 	if _, err := io.ReadFull(ch.rd, b[:]); err != nil {
-		p.kill()
+		p.Kill()
 		return 0, fmt.Errorf("baseline: peer ready: %w", err)
 	}
 	msg := make([]byte, size)
@@ -392,18 +381,18 @@ func streamThroughput(tr Transport, count, size int) (time.Duration, error) {
 	for i := range count {
 		msg[0] = byte(i)
 		if _, err := w.Write(msg); err != nil {
-			p.kill()
+			p.Kill()
 			return 0, fmt.Errorf("baseline: write: %w", err)
 		}
 	}
 	if bw != nil {
 		if err := bw.Flush(); err != nil {
-			p.kill()
+			p.Kill()
 			return 0, err
 		}
 	}
 	if _, err := io.ReadFull(ch.rd, b[:]); err != nil {
-		p.kill()
+		p.Kill()
 		return 0, fmt.Errorf("baseline: peer ack: %w", err)
 	}
 	elapsed := time.Since(start)
@@ -422,7 +411,7 @@ func streamPingPong(tr Transport, count, size int) (time.Duration, time.Duration
 	}
 	msg := make([]byte, size)
 	if _, err := io.ReadFull(ch.rd, msg[:1]); err != nil {
-		p.kill()
+		p.Kill()
 		return 0, 0, fmt.Errorf("baseline: peer ready: %w", err)
 	}
 	var sw Stopwatch
@@ -430,15 +419,15 @@ func streamPingPong(tr Transport, count, size int) (time.Duration, time.Duration
 	for i := range count {
 		msg[0] = byte(i)
 		if _, err := ch.w.Write(msg); err != nil {
-			p.kill()
+			p.Kill()
 			return 0, 0, err
 		}
 		if _, err := io.ReadFull(ch.rd, msg); err != nil {
-			p.kill()
+			p.Kill()
 			return 0, 0, err
 		}
 		if msg[0] != byte(i) {
-			p.kill()
+			p.Kill()
 			return 0, 0, fmt.Errorf("baseline: echo %d came back as %d", byte(i), msg[0])
 		}
 		sw.Tick()
@@ -502,19 +491,19 @@ func msgqThroughput(count, size int) (time.Duration, error) {
 	}
 	buf := make([]byte, 8+size)
 	if _, err := msgRecv(id, buf, typeToParent); err != nil {
-		p.kill()
+		p.Kill()
 		return 0, fmt.Errorf("baseline: peer ready: %w", err)
 	}
 	setType(buf, typeToChild)
 	start := time.Now()
 	for range count {
 		if err := msgSend(id, buf); err != nil {
-			p.kill()
+			p.Kill()
 			return 0, fmt.Errorf("baseline: msgsnd: %w", err)
 		}
 	}
 	if _, err := msgRecv(id, buf, typeToParent); err != nil {
-		p.kill()
+		p.Kill()
 		return 0, fmt.Errorf("baseline: peer ack: %w", err)
 	}
 	elapsed := time.Since(start)
@@ -533,7 +522,7 @@ func msgqPingPong(count, size int) (time.Duration, time.Duration, error) {
 	}
 	buf := make([]byte, 8+size)
 	if _, err := msgRecv(id, buf, typeToParent); err != nil {
-		p.kill()
+		p.Kill()
 		return 0, 0, fmt.Errorf("baseline: peer ready: %w", err)
 	}
 	var sw Stopwatch
@@ -541,11 +530,11 @@ func msgqPingPong(count, size int) (time.Duration, time.Duration, error) {
 	for range count {
 		setType(buf, typeToChild)
 		if err := msgSend(id, buf); err != nil {
-			p.kill()
+			p.Kill()
 			return 0, 0, err
 		}
 		if _, err := msgRecv(id, buf, typeToParent); err != nil {
-			p.kill()
+			p.Kill()
 			return 0, 0, err
 		}
 		sw.Tick()

@@ -56,7 +56,7 @@ func wordPingPong(kind string, count int) (Result, error) {
 	deadline := time.Now().Add(30 * time.Second)
 	for atomic.LoadUint32(word) != readyMark {
 		if time.Now().After(deadline) {
-			p.kill()
+			p.Kill()
 			return res, fmt.Errorf("baseline: %s peer not ready", kind)
 		}
 		_ = futex.Wait(word, 0, time.Millisecond)

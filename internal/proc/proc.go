@@ -103,31 +103,35 @@ var ErrNoProcess = errors.New("proc: no such process")
 
 // StartTime reads the start time of pid from /proc/PID/stat.
 func StartTime(pid int32) (uint64, error) {
-	if pid <= 0 {
-		return 0, fmt.Errorf("proc: invalid pid %d", pid)
-	}
-	b, err := os.ReadFile(statPath(pid))
+	b, err := readStat(pid)
 	if err != nil {
-		if errors.Is(err, os.ErrNotExist) {
-			return 0, fmt.Errorf("%w: %d", ErrNoProcess, pid)
-		}
 		return 0, err
 	}
 	_, st, err := parseStat(b)
 	return st, err
 }
 
+// readStat reads /proc/PID/stat; a missing entry is ErrNoProcess.
+func readStat(pid int32) ([]byte, error) {
+	if pid <= 0 {
+		return nil, fmt.Errorf("proc: invalid pid %d", pid)
+	}
+	b, err := os.ReadFile(statPath(pid))
+	if err != nil && errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("%w: %d", ErrNoProcess, pid)
+	}
+	return b, err
+}
+
 func statPath(pid int32) string { return "/proc/" + strconv.Itoa(int(pid)) + "/stat" }
 
 // parseStat extracts the state (field 3) and start time (field 22) from a
-// /proc/PID/stat line. The command name (field 2) is parenthesized and may
-// itself contain spaces and ')', so fields are counted from the last ')'.
+// /proc/PID/stat line.
 func parseStat(b []byte) (state byte, start uint64, err error) {
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, 0, errors.New("proc: malformed stat line")
+	fields, err := statFields(b)
+	if err != nil {
+		return 0, 0, err
 	}
-	fields := bytes.Fields(b[i+1:])
 	// fields[0] is field 3 (state); start time is field 22.
 	const idx = 22 - 3
 	if len(fields) <= idx || len(fields[0]) == 0 {
@@ -135,6 +139,35 @@ func parseStat(b []byte) (state byte, start uint64, err error) {
 	}
 	start, err = strconv.ParseUint(string(fields[idx]), 10, 64)
 	return fields[0][0], start, err
+}
+
+// statFields returns the fields of a /proc/PID/stat line from field 3 on.
+// The command name (field 2) is parenthesized and may itself contain spaces
+// and ')', so fields are counted from the last ')'.
+func statFields(b []byte) ([][]byte, error) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, errors.New("proc: malformed stat line")
+	}
+	return bytes.Fields(b[i+1:]), nil
+}
+
+// Parent returns the parent PID of pid (field 4 of /proc/PID/stat). It is
+// process information, not a liveness judgement.
+func Parent(pid int32) (int32, error) {
+	b, err := readStat(pid)
+	if err != nil {
+		return 0, err
+	}
+	fields, err := statFields(b)
+	if err != nil {
+		return 0, err
+	}
+	if len(fields) < 2 {
+		return 0, errors.New("proc: short stat line")
+	}
+	ppid, err := strconv.ParseInt(string(fields[1]), 10, 32)
+	return int32(ppid), err
 }
 
 // Dead reports whether the process named by id has certainly exited: see

@@ -82,3 +82,15 @@ func TestZombieIsDead(t *testing.T) {
 	_ = cmd.Wait()
 	require.True(t, Dead(ID{PID: pid}))
 }
+
+func TestParent(t *testing.T) {
+	pp, err := Parent(int32(os.Getpid()))
+	require.NoError(t, err)
+	require.Equal(t, int32(os.Getppid()), pp)
+	_, err = Parent(0)
+	require.Error(t, err)
+	// A command name with ") " in it does not shift the fields.
+	fields, err := statFields([]byte("42 (a) b) S 7 42 42 0 -1"))
+	require.NoError(t, err)
+	require.Equal(t, "7", string(fields[1]))
+}

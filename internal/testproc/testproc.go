@@ -11,13 +11,20 @@
 //	var child = testproc.Register("ring-consumer", func(args []string) error { ... })
 //
 // Tests start them with testproc.Start / Run and may SIGKILL them at will.
+//
+// StartCmd and Launch also run any other prepared exec.Cmd (a built example
+// binary, say) the same way: output captured, killed at test cleanup, dying
+// with the test binary, waited for with a timeout. This is the one child
+// process harness of shmkit's tests, shmtest, shmbench and the examples.
 package testproc
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,7 +33,10 @@ import (
 	"time"
 )
 
-const envChild = "SHMKIT_TEST_CHILD"
+const (
+	envChild  = "SHMKIT_TEST_CHILD"
+	quietRace = "GORACE=atexit_sleep_ms=0"
+)
 
 // ChildFunc is the body of a child process. Returning a non-nil error makes
 // the child print it to stderr and exit with status 1.
@@ -80,13 +90,15 @@ func Main(m *testing.M) {
 
 // Proc is a running child.
 type Proc struct {
-	Cmd    *exec.Cmd
-	name   string
-	out    *syncBuffer
-	done   chan struct{}
-	err    error
-	waited atomic.Bool
+	Cmd  *exec.Cmd
+	name string
+	out  *outputs
+	done chan struct{}
+	err  error
 }
+
+// ErrTimeout is wrapped by Wait's error for a child it had to kill.
+var ErrTimeout = errors.New("testproc: child still running at timeout")
 
 // Command prepares (does not start) child c with args. The caller may set
 // ExtraFiles, Env additions or Stdin on the returned Cmd before Start.
@@ -101,7 +113,7 @@ func (c Child) Cmd(args ...string) *exec.Cmd {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(),
 		// A -race binary sleeps 1s at exit by default; children exit often.
-		"GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"),
+		quietRace+" "+os.Getenv("GORACE"),
 		envChild+"="+string(c),
 		envChild+"_ARGS="+strings.Join(args, "\x1f"))
 	// A child must not outlive a test binary that was killed.
@@ -116,7 +128,9 @@ func (c Child) Start(t testing.TB, args ...string) *Proc {
 	return StartCmd(t, c.Command(t, args...))
 }
 
-// StartCmd starts a command prepared by Child.Command.
+// StartCmd starts a command prepared by Child.Command, or any other
+// exec.Cmd (see Launch); the child is killed at test cleanup if it is still
+// running.
 func StartCmd(t testing.TB, cmd *exec.Cmd) *Proc {
 	t.Helper()
 	p, err := Launch(cmd)
@@ -134,16 +148,29 @@ func StartCmd(t testing.TB, cmd *exec.Cmd) *Proc {
 	return p
 }
 
-// Launch starts a command prepared by Child.Cmd or Child.Command without a
-// testing.TB: nothing kills the child at test cleanup, so the caller must
-// Kill or Wait it.
+// Launch starts a command prepared by Child.Cmd or Child.Command, or any
+// other exec.Cmd, without a testing.TB: nothing kills the child at test
+// cleanup, so the caller must Kill or Wait it. Stdout and stderr the caller
+// left nil are captured (Output, Stdout, Stderr). A command without
+// SysProcAttr gets Pdeathsig SIGKILL: it must not outlive a test binary that
+// was killed. A -race child is told not to sleep at exit (GORACE
+// atexit_sleep_ms=0; a race still fails it, with status 66).
 func Launch(cmd *exec.Cmd) (*Proc, error) {
-	p := &Proc{Cmd: cmd, name: envName(cmd), out: &syncBuffer{}, done: make(chan struct{})}
+	p := &Proc{Cmd: cmd, name: envName(cmd), out: &outputs{}, done: make(chan struct{})}
 	if cmd.Stdout == nil {
-		cmd.Stdout = p.out
+		cmd.Stdout = stream{p.out, &p.out.stdout}
 	}
 	if cmd.Stderr == nil {
-		cmd.Stderr = p.out
+		cmd.Stderr = stream{p.out, &p.out.stderr}
+	}
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	}
+	if cmd.Env == nil {
+		cmd.Env = os.Environ()
+	}
+	if !slices.ContainsFunc(cmd.Env, func(e string) bool { return strings.HasPrefix(e, quietRace) }) {
+		cmd.Env = append(cmd.Env, quietRace+" "+os.Getenv("GORACE"))
 	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("testproc: start %s: %w", p.name, err)
@@ -177,7 +204,7 @@ func (p *Proc) Wait(timeout time.Duration) error {
 	case <-time.After(timeout):
 		_ = p.Cmd.Process.Kill()
 		<-p.done
-		return fmt.Errorf("testproc: %s still running after %v (killed)", p.name, timeout)
+		return fmt.Errorf("%w: %s still running after %v (killed)", ErrTimeout, p.name, timeout)
 	}
 }
 
@@ -190,8 +217,37 @@ func (p *Proc) Kill() {
 	<-p.done
 }
 
-// Output returns what the child wrote to stdout and stderr so far.
-func (p *Proc) Output() string { return p.out.String() }
+// Signal sends sig to the child.
+func (p *Proc) Signal(sig syscall.Signal) { _ = p.Cmd.Process.Signal(sig) }
+
+// Output returns what the child wrote to stdout and stderr so far,
+// interleaved as written.
+func (p *Proc) Output() string { return p.out.read(&p.out.all) }
+
+// Stdout returns what the child wrote to its stdout so far (if captured).
+func (p *Proc) Stdout() string { return p.out.read(&p.out.stdout) }
+
+// Stderr returns what the child wrote to its stderr so far (if captured).
+func (p *Proc) Stderr() string { return p.out.read(&p.out.stderr) }
+
+// WaitOutput waits until the child's output contains substr and returns
+// true, or returns false when the child exits or timeout passes first.
+func (p *Proc) WaitOutput(substr string, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if strings.Contains(p.Output(), substr) {
+			return true
+		}
+		select {
+		case <-p.done:
+			return strings.Contains(p.Output(), substr)
+		case <-time.After(5 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
 
 func envName(cmd *exec.Cmd) string {
 	for _, e := range cmd.Env {
@@ -202,21 +258,29 @@ func envName(cmd *exec.Cmd) string {
 	return cmd.Path
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// outputs collects a child's stdout and stderr, each alone and interleaved.
+type outputs struct {
+	mu                  sync.Mutex
+	all, stdout, stderr bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (o *outputs) read(b *bytes.Buffer) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return b.String()
+}
+
+// stream is one of a child's output streams.
+type stream struct {
+	o *outputs
+	b *bytes.Buffer
+}
+
+func (s stream) Write(p []byte) (int, error) {
+	s.o.mu.Lock()
+	defer s.o.mu.Unlock()
+	s.o.all.Write(p)
 	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var nameSeq atomic.Uint64

@@ -4,16 +4,18 @@ package extest
 
 import (
 	"bufio"
-	"bytes"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/shmkit/shmkit/internal/proc"
+	"github.com/shmkit/shmkit/internal/testproc"
 )
 
 var (
@@ -64,14 +66,10 @@ func Cleanup() {
 	}
 }
 
-// Proc is a started example process with its output collected.
-type Proc struct {
-	Cmd    *exec.Cmd
-	stdout syncBuffer
-	stderr syncBuffer
-	done   chan struct{}
-	err    error
-}
+// Proc is a started example process with its output collected: a
+// testproc.Proc (Pid, Done, Signal, Stdout, Stderr, WaitOutput, Kill) whose
+// Wait fails the test on timeout and returns the exit code.
+type Proc struct{ *testproc.Proc }
 
 // Start starts bin with args. The process is SIGKILLed at test cleanup if it
 // is still running, and dies with the test binary (Pdeathsig).
@@ -80,86 +78,22 @@ func Start(t testing.TB, bin string, args ...string) *Proc {
 	return StartCmd(t, exec.Command(bin, args...))
 }
 
-// StartCmd starts a prepared command (Env, Dir may be set).
+// StartCmd starts a prepared command (Env, Dir may be set) with
+// testproc.StartCmd.
 func StartCmd(t testing.TB, cmd *exec.Cmd) *Proc {
 	t.Helper()
-	p := &Proc{Cmd: cmd, done: make(chan struct{})}
-	if Race {
-		// A -race binary sleeps a second at exit (so that other threads can
-		// finish reporting); that would make every run here take a second
-		// longer per process generation. A race still fails the run: its
-		// exit status becomes 66.
-		if cmd.Env == nil {
-			cmd.Env = os.Environ()
-		}
-		cmd.Env = append(cmd.Env, "GORACE=atexit_sleep_ms=0 "+os.Getenv("GORACE"))
-	}
-	cmd.Stdout, cmd.Stderr = &p.stdout, &p.stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", cmd.Path, err)
-	}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
-	t.Cleanup(func() {
-		select {
-		case <-p.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-p.done
-		}
-	})
-	return p
+	return &Proc{testproc.StartCmd(t, cmd)}
 }
 
 // Wait waits up to timeout for the process to exit and returns its exit
 // code (-1 if a signal killed it). It fails the test on timeout.
 func (p *Proc) Wait(t testing.TB, timeout time.Duration) int {
 	t.Helper()
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		_ = p.Cmd.Process.Kill()
-		<-p.done
+	if err := p.Proc.Wait(timeout); errors.Is(err, testproc.ErrTimeout) {
 		t.Fatalf("%s %q still running after %v (killed)\nstdout:\n%s\nstderr:\n%s",
 			filepath.Base(p.Cmd.Path), p.Cmd.Args[1:], timeout, p.Stdout(), p.Stderr())
 	}
 	return p.Cmd.ProcessState.ExitCode()
-}
-
-// Done is closed when the process has exited.
-func (p *Proc) Done() <-chan struct{} { return p.done }
-
-// Pid returns the process id.
-func (p *Proc) Pid() int { return p.Cmd.Process.Pid }
-
-// Signal sends sig to the process.
-func (p *Proc) Signal(sig syscall.Signal) { _ = p.Cmd.Process.Signal(sig) }
-
-// Stdout and Stderr return what the process wrote so far.
-func (p *Proc) Stdout() string { return p.stdout.String() }
-func (p *Proc) Stderr() string { return p.stderr.String() }
-
-// WaitOutput waits until the process's stdout or stderr contains substr
-// and returns true, or returns false when the process exits or timeout
-// passes first.
-func (p *Proc) WaitOutput(substr string, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if strings.Contains(p.Stdout(), substr) || strings.Contains(p.Stderr(), substr) {
-			return true
-		}
-		select {
-		case <-p.done:
-			return strings.Contains(p.Stdout(), substr) || strings.Contains(p.Stderr(), substr)
-		case <-time.After(5 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-	}
 }
 
 // Children returns the pids of the live processes whose parent is pid.
@@ -171,40 +105,16 @@ func Children(pid int) []int {
 		if err != nil {
 			continue
 		}
-		if ppid, ok := parentOf(cpid); ok && ppid == pid {
+		if ppid, err := proc.Parent(int32(cpid)); err == nil && int(ppid) == pid {
 			kids = append(kids, cpid)
 		}
 	}
 	return kids
 }
 
-// Alive reports whether pid is a running (not zombie) process.
-func Alive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	_, rest, ok := bytes.Cut(b, []byte(") "))
-	return ok && len(rest) > 0 && rest[0] != 'Z' && rest[0] != 'X'
-}
-
-func parentOf(pid int) (int, bool) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return 0, false
-	}
-	// pid (comm) state ppid ...; comm may contain spaces and parentheses.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, false
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, false
-	}
-	ppid, err := strconv.Atoi(f[1])
-	return ppid, err == nil
-}
+// Alive reports whether pid may still be running: proc.Alive, the one
+// liveness check (a zombie is dead; doubt counts as alive).
+func Alive(pid int) bool { return proc.Alive(proc.ID{PID: int32(pid)}) }
 
 // ShmNames returns the entries of /dev/shm whose names start with prefix.
 func ShmNames(prefix string) []string {
@@ -226,23 +136,6 @@ func Lines(s string) []string {
 		out = append(out, sc.Text())
 	}
 	return out
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // SysVShmKeys returns the keys of the SysV shared-memory segments whose key

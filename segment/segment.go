@@ -55,6 +55,7 @@ type options struct {
 	readOnly  bool
 	unsealed  bool  // WithUnsealed
 	trustUIDs []int // WithTrustOwner
+	trustAny  bool  // WithTrustAnyOwner
 	trustGIDs []int // WithTrustGroup
 }
 

@@ -60,9 +60,19 @@ func WithUnsealed() Option {
 	return func(o *options) { o.unsealed = true }
 }
 
+// WithTrustAnyOwner skips the owner rule: Open accepts an object whoever
+// owns it. It is for inspection tools (shmctl, run by root to look at every
+// user's segments) that validate everything they read and never hand the
+// contents to a program as trusted data. A program sharing data must name
+// the owners it trusts with WithTrustOwner or WithTrustGroup instead. The
+// seal rule still applies.
+func WithTrustAnyOwner() Option {
+	return func(o *options) { o.trustAny = true }
+}
+
 // trusts reports whether an object owned by uid with group gid may be used.
 func (o *options) trusts(uid, gid uint32) bool {
-	if uid == 0 || uid == uint32(os.Geteuid()) {
+	if o.trustAny || uid == 0 || uid == uint32(os.Geteuid()) {
 		return true
 	}
 	for _, u := range o.trustUIDs {

@@ -3,7 +3,6 @@ package segment_test
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
@@ -22,49 +21,18 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The uids of the trust tests: an attacker who plants objects, and a victim
-// (not root: root is trusted as an owner, the victim must not be).
 const (
-	attackerUID = 12345
-	victimUID   = 23456
+	attackerUID = testproc.AttackerUID
+	victimUID   = testproc.VictimUID
 )
 
-func needRoot(t *testing.T, why string) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skipf("needs root (euid 0) to %s; running as euid %d", why, os.Geteuid())
-	}
-}
+func needRoot(t *testing.T, why string) { t.Helper(); testproc.NeedRoot(t, why) }
 
-// exeForOthers returns a copy of the test binary that any uid can execute
-// (go test builds it in a 0700 directory).
-func exeForOthers(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "shmkit-exe-")
-	require.NoError(t, err)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	require.NoError(t, os.Chmod(dir, 0o755))
-	src, err := os.Open(os.Args[0])
-	require.NoError(t, err)
-	defer src.Close()
-	exe := filepath.Join(dir, "segment.test")
-	dst, err := os.OpenFile(exe, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o755)
-	require.NoError(t, err)
-	_, err = io.Copy(dst, src)
-	require.NoError(t, errors.Join(err, dst.Close()))
-	return exe
-}
-
-// asUser runs child c with args as uid (group gid) from exe, and returns
-// its output; the child must succeed.
+// asUser runs child c with args as uid (group gid) from exe and returns its
+// output; the child must succeed.
 func asUser(t *testing.T, exe string, uid, gid uint32, c testproc.Child, args ...string) string {
 	t.Helper()
-	cmd := c.Command(t, args...)
-	cmd.Path, cmd.Args[0], cmd.Dir = exe, exe, "/"
-	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: gid}
-	p := testproc.StartCmd(t, cmd)
-	require.NoError(t, p.Wait(time.Minute), "child %s as uid %d: %s", c, uid, p.Output())
-	return p.Output()
+	return c.RunAsUser(t, exe, uid, gid, args...)
 }
 
 // plantChild creates spec mode 0666 and writes a secret into it, as the
@@ -144,7 +112,7 @@ var ownChild = testproc.Register("trust-own", func(args []string) error {
 
 func TestSquattedObjectRefused(t *testing.T) {
 	needRoot(t, "run processes as other uids (exec Credential)")
-	exe := exeForOthers(t)
+	exe := testproc.ExeForOthers(t)
 	// A world-writable sticky directory, like /tmp, for the file backend.
 	shared, err := os.MkdirTemp("", "shmkit-shared-")
 	require.NoError(t, err)
@@ -191,7 +159,7 @@ func TestSquattedObjectRefused(t *testing.T) {
 
 func TestOwnPermissiveObjectAllowed(t *testing.T) {
 	needRoot(t, "run processes as other uids (exec Credential)")
-	exe := exeForOthers(t)
+	exe := testproc.ExeForOthers(t)
 	for name, spec := range map[string]string{"posix": posixSpec(), "sysv": sysvSpec()} {
 		t.Run(name, func(t *testing.T) {
 			t.Cleanup(func() { removeQuietly(t, spec) })
@@ -203,7 +171,7 @@ func TestOwnPermissiveObjectAllowed(t *testing.T) {
 // An owner may give a SysV segment away (IPC_SET uid); its creator stays.
 func TestSysVGivenAwayRefused(t *testing.T) {
 	needRoot(t, "run processes as other uids (exec Credential)")
-	exe := exeForOthers(t)
+	exe := testproc.ExeForOthers(t)
 	spec := sysvSpec()
 	t.Cleanup(func() { removeQuietly(t, spec) })
 	asUser(t, exe, attackerUID, attackerUID, plantChild, spec, strconv.Itoa(victimUID))
@@ -237,11 +205,9 @@ var sendOwnChild = testproc.Register("trust-send-own", func(args []string) error
 // A descriptor is owned too: a memfd made by another user is refused.
 func TestReceivedForeignOwnerRefused(t *testing.T) {
 	needRoot(t, "run processes as other uids (exec Credential)")
-	exe := exeForOthers(t)
+	exe := testproc.ExeForOthers(t)
 	conn, theirs := socketpair(t)
-	cmd := sendOwnChild.Command(t)
-	cmd.Path, cmd.Args[0], cmd.Dir = exe, exe, "/"
-	cmd.SysProcAttr.Credential = &syscall.Credential{Uid: attackerUID, Gid: attackerUID}
+	cmd := sendOwnChild.AsUser(t, exe, attackerUID, attackerUID)
 	cmd.ExtraFiles = []*os.File{theirs}
 	p := testproc.StartCmd(t, cmd)
 	require.NoError(t, conn.SetReadDeadline(time.Now().Add(time.Minute)))

@@ -196,7 +196,7 @@ func openRead(t *target) (*handle, error) {
 		if t.SysV.Key == 0 {
 			return nil, errors.New("IPC_PRIVATE segment: no key to open it by")
 		}
-		raw, err := segment.Open(t.Spec, segment.ReadOnly())
+		raw, err := segment.Open(t.Spec, segment.ReadOnly(), segment.WithTrustAnyOwner())
 		if err != nil {
 			return nil, err
 		}
@@ -346,7 +346,7 @@ func decodeHeader(r *Report, h *handle) {
 	// head is the same, but Open names the segment and attaches it for the
 	// live state.
 	s, err := layout.Open(h.layoutSpec, layout.Expect{Kind: layout.KindAny},
-		layout.WithSegment(segment.ReadOnly()), layout.WithInitTimeout(0))
+		layout.WithSegment(segment.ReadOnly(), segment.WithTrustAnyOwner()), layout.WithInitTimeout(0))
 	valid := err == nil
 	r.Valid = &valid
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/shmkit/shmkit/layout"
+	"github.com/shmkit/shmkit/segment"
 	"github.com/shmkit/shmkit/shmring"
 )
 
@@ -64,7 +65,7 @@ func ringLive(s *layout.Segment) (*Live, error) {
 }
 
 func ringRepair(spec string) ([]string, error) {
-	s, err := layout.Open(spec, layout.Expect{Kind: layout.KindAny})
+	s, err := layout.Open(spec, layout.Expect{Kind: layout.KindAny}, layout.WithSegment(segment.WithTrustAnyOwner()))
 	if err != nil {
 		return nil, err
 	}

@@ -86,7 +86,7 @@ func watch(ctx context.Context, e *env, t *target, interval time.Duration, count
 	}
 	defer h.close()
 	s, err := layout.Open(h.layoutSpec, layout.Expect{Kind: layout.KindAny},
-		layout.WithSegment(segment.ReadOnly()), layout.WithInitTimeout(0))
+		layout.WithSegment(segment.ReadOnly(), segment.WithTrustAnyOwner()), layout.WithInitTimeout(0))
 	if err != nil {
 		e.errorf("watch: %s", h.name(err))
 		return exitProblem

@@ -106,7 +106,7 @@ func TestHostileRingConsumer(t *testing.T) {
 			if n := r.Len(); n < 0 || n > r.Cap() {
 				t.Errorf("Len %d outside [0, %d]", n, r.Cap())
 			}
-			_ = r.Stats()
+			_, _ = r.Stats()
 			return nil
 		default:
 			s, err := r.Peek(64)
@@ -162,7 +162,7 @@ func TestHostileByteRingReader(t *testing.T) {
 			return r.Release()
 		default:
 			_ = r.Len()
-			_ = r.Stats()
+			_, _ = r.Stats()
 			return nil
 		}
 	})

@@ -102,7 +102,7 @@ func openRingAndUse[T any](t *testing.T, spec string) {
 	if n := r.Len(); n < 0 || n > r.Cap() {
 		t.Errorf("Len %d outside [0, %d]", n, r.Cap())
 	}
-	_ = r.Stats()
+	_, _ = r.Stats()
 	s, err := r.Peek(r.Cap() + 1)
 	checkErr(t, "Peek", err)
 	if len(s) > r.Cap() {
@@ -134,7 +134,7 @@ func openByteRingAndUse(t *testing.T, spec string) {
 	}
 	defer r.Close()
 	_ = r.Len()
-	_ = r.Stats()
+	_, _ = r.Stats()
 	for range 8 {
 		p, err := r.Read()
 		if err != nil {

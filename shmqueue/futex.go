@@ -2,34 +2,27 @@ package shmqueue
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"runtime"
 	"sync/atomic"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
 	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/sync"
 )
 
-var errESRCH error = unix.ESRCH
-
 // futexQueue is the process-local handle of the futex backend.
 type futexQueue[T any] struct {
-	ctl     *control
+	ctl     *futexControl
 	slots   []slot[T]
 	mask    uint64
 	cap     uint64
 	members []member
 	policy  sync.WaitPolicy
-	spin    time.Duration // spin budget before parking
 
-	self uint64  // this process's owner word
+	self uint64  // this process's proc.ID word
 	me   *member // this handle's member record
-	deadState
+	deadCache
+	waitCounter
 }
 
 func initFutex[T any](s *layout.Segment, cp uint64) error {
@@ -64,7 +57,7 @@ func (q *futexQueue[T]) changed(s *snapshot) bool {
 }
 
 func corruptf(format string, args ...any) error {
-	return fmt.Errorf("shmqueue: %w: "+format, append([]any{ErrCorrupt}, args...)...)
+	return fmt.Errorf("%w: "+format, append([]any{ErrCorrupt}, args...)...)
 }
 
 // tryPush claims a run of free slots at the enqueue cursor and publishes
@@ -75,7 +68,7 @@ func (q *futexQueue[T]) tryPush(vs []T, s *snapshot) (int, obstacle, error) {
 		e := q.ctl.enq.Load()
 		if e&closedBit != 0 {
 			q.releaseLane(lane)
-			return 0, obNone, fmt.Errorf("shmqueue: push: %w", ErrClosed)
+			return 0, obNone, ErrClosed
 		}
 		pos := e
 		if pos >= posLimit-maxClaim {
@@ -125,9 +118,9 @@ func (q *futexQueue[T]) tryPush(vs []T, s *snapshot) (int, obstacle, error) {
 			}
 			// Parked consumers wait for the item at the dequeue cursor:
 			// only the producer of that position needs to wake them.
-			// Check the waiter count first: it sits on a line nobody writes
+			// Check the parked bit first: it sits on a line nobody writes
 			// while nobody parks, unlike the dequeue cursor.
-			if q.ctl.itemsParked.Load() != 0 && q.ctl.deq.Load() >= pos {
+			if q.ctl.items.Waiting() && q.ctl.deq.Load() >= pos {
 				q.ctl.items.Notify()
 			}
 			return int(n), obNone, nil
@@ -213,7 +206,7 @@ func (q *futexQueue[T]) tryPop(out []T, s *snapshot) (int, obstacle, error) {
 			}
 			// Parked producers wait for the slot at the enqueue cursor,
 			// which is one of ours only if they have wrapped onto it.
-			if q.ctl.slotsParked.Load() != 0 && q.ctl.enq.Load()&^closedBit >= pos+q.cap {
+			if q.ctl.slots.Waiting() && q.ctl.enq.Load()&^closedBit >= pos+q.cap {
 				q.ctl.slots.Notify()
 			}
 			if got == 0 {
@@ -253,7 +246,7 @@ func (q *futexQueue[T]) tryPop(out []T, s *snapshot) (int, obstacle, error) {
 				*s = snapshot{enq: e, deq: pos, seq: seq, slot: &sl.seq, pos: pos}
 				return 0, obStuck, nil
 			case e&closedBit != 0:
-				return 0, obNone, fmt.Errorf("shmqueue: pop: %w", ErrClosed)
+				return 0, obNone, ErrClosed
 			}
 			*s = snapshot{enq: e, deq: pos, seq: seq, slot: &sl.seq, pos: pos}
 			return 0, obPark, nil
@@ -282,7 +275,7 @@ func (q *futexQueue[T]) push(ctx context.Context, vs []T, block bool) (int, erro
 			continue
 		}
 		if !block {
-			return done, fmt.Errorf("shmqueue: push: %w", ErrFull)
+			return done, ErrFull
 		}
 		if err := q.wait(ctx, &q.ctl.slots, s, ob, false); err != nil {
 			return done, err
@@ -303,192 +296,10 @@ func (q *futexQueue[T]) pop(ctx context.Context, out []T, block bool) (int, erro
 			continue
 		}
 		if !block {
-			return 0, fmt.Errorf("shmqueue: pop: %w", ErrEmpty)
+			return 0, ErrEmpty
 		}
 		if err := q.wait(ctx, &q.ctl.items, s, ob, true); err != nil {
 			return 0, err
 		}
 	}
-}
-
-// Spinning before parking: a running peer changes the state within a
-// microsecond or two, and drains or refills a whole queue in tens of
-// microseconds, while a futex sleep plus wake costs 5-60 microseconds and a
-// FUTEX_WAKE system call on the peer's side. So a waiter re-checks first
-// with a CPU pause, then yielding its P (runtime.Gosched), then yielding
-// the CPU to other processes (sched_yield, which matters when producers
-// and consumers outnumber the cores), for up to the handle's spin budget.
-const (
-	waitSpinPause = 64                    // re-checks with a CPU pause
-	waitSpinGo    = 10 * time.Microsecond // then with runtime.Gosched until this
-)
-
-// wait returns once the snapshot s may be stale (the caller looks again),
-// when ctx ends (ctx.Err()), or after a bounded park. It spins first
-// (unless the policy is ParkOnly), then parks on n with a timeout, since a
-// claimant that dies never notifies. For a stuck slot (consumer: the
-// producer that claimed it has not published; producer: the consumer that
-// claimed the previous round has not released) it checks after each
-// stuckCheck whether the claimant died, and repairs the slot if so.
-func (q *futexQueue[T]) wait(ctx context.Context, n *sync.Notifier, s snapshot, ob obstacle, consumer bool) error {
-	if q.policy != sync.ParkOnly {
-		sink := 0
-		var start time.Time
-		lastCheck := time.Duration(0)
-		for i := 0; ; i++ {
-			// Watch the slot we wait for on every round, the cursors (the
-			// peers' hottest lines: every read of them costs the next CAS
-			// a cache miss) only every 16th: they matter for rarer events
-			// (CloseWrites, another waiter taking our position).
-			if s.slot.Load() != s.seq || (i&15 == 15 && q.changed(&s)) {
-				return nil
-			}
-			if i < waitSpinPause {
-				sink += spinPause()
-				continue
-			}
-			if start.IsZero() {
-				start = time.Now()
-			}
-			el := time.Since(start)
-			if q.policy != sync.SpinOnly && el >= q.spin {
-				break
-			}
-			if el < waitSpinGo {
-				runtime.Gosched()
-			} else {
-				schedYield()
-			}
-			if el-lastCheck >= stuckCheck {
-				lastCheck = el
-				if err := ctx.Err(); err != nil {
-					return err
-				}
-				if ob == obStuck && q.repair(&s, consumer) {
-					return nil
-				}
-			}
-		}
-		_ = sink
-	}
-	interval := parkRecheck
-	if ob == obStuck {
-		interval = stuckCheck
-	}
-	// Count ourselves parked before the notifier's final re-check (inside
-	// Wait), so a peer that publishes and then sees a zero count cannot
-	// miss us: we will see what it published.
-	k, total := 1, &q.ctl.slotsParked
-	if consumer {
-		k, total = 0, &q.ctl.itemsParked
-	}
-	q.me.parked[k].Add(1)
-	total.Add(1)
-	tctx, cancel := context.WithTimeout(ctx, interval)
-	err := n.Wait(tctx, sync.ParkOnly, func() bool { return q.changed(&s) })
-	cancel()
-	total.Add(^uint64(0))
-	q.me.parked[k].Add(^uint64(0))
-	if err == nil {
-		return nil
-	}
-	if cerr := ctx.Err(); cerr != nil {
-		return cerr
-	}
-	if !errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	if ob == obStuck {
-		q.repair(&s, consumer)
-	}
-	return nil
-}
-
-func (q *futexQueue[T]) repair(s *snapshot, consumer bool) bool {
-	if consumer {
-		return q.repairPush(s)
-	}
-	return q.repairPop(s)
-}
-
-// repairPush turns position s.pos into a hole if the producer that claimed
-// it is dead (see the package documentation for why this cannot hit a live
-// producer). It reports whether it did.
-func (q *futexQueue[T]) repairPush(s *snapshot) bool {
-	p := s.pos
-	if s.seq != p || q.claimLive(false, p) {
-		return false
-	}
-	if crashpoint.Enabled {
-		crashpoint.Hit("shmqueue.repair-hole")
-	}
-	if !s.slot.CompareAndSwap(p, (p+1)|holeBit) {
-		return false
-	}
-	q.ctl.holes.Add(1)
-	q.ctl.items.Notify()
-	return true
-}
-
-// repairPop releases the slot of position s.pos-cap if the consumer that
-// claimed it is dead; its item is lost with that consumer.
-func (q *futexQueue[T]) repairPop(s *snapshot) bool {
-	p := s.pos - q.cap
-	if s.seq&^holeBit != p+1 || q.claimLive(true, p) {
-		return false
-	}
-	if !s.slot.CompareAndSwap(s.seq, p+q.cap) {
-		return false
-	}
-	q.ctl.reclaimed.Add(1)
-	q.ctl.slots.Notify()
-	return true
-}
-
-func (q *futexQueue[T]) closeWrites() error {
-	for {
-		e := q.ctl.enq.Load()
-		if e&closedBit != 0 || q.ctl.enq.CompareAndSwap(e, e|closedBit) {
-			break
-		}
-	}
-	q.ctl.items.Notify()
-	q.ctl.slots.Notify()
-	return nil
-}
-
-func (q *futexQueue[T]) length() int { return futexLen(q.ctl, q.cap) }
-
-func futexLen(ctl *control, cp uint64) int {
-	d := ctl.deq.Load()
-	e := ctl.enq.Load() &^ closedBit
-	if e <= d {
-		return 0
-	}
-	return int(min(e-d, cp))
-}
-
-func (q *futexQueue[T]) stats() Stats { return futexStats(q.ctl, q.members, q.cap) }
-
-func futexStats(ctl *control, members []member, cp uint64) Stats {
-	e := ctl.enq.Load()
-	s := Stats{
-		Len:             futexLen(ctl, cp),
-		Pushes:          e &^ closedBit,
-		Pops:            ctl.deq.Load(),
-		ParkedProducers: int(min(ctl.slotsParked.Load(), 1<<31)),
-		ParkedConsumers: int(min(ctl.itemsParked.Load(), 1<<31)),
-		HolesSkipped:    ctl.holes.Load(),
-		SlotsReclaimed:  ctl.reclaimed.Load(),
-		Closed:          e&closedBit != 0,
-	}
-	for i := range members {
-		if o := members[i].owner.Load(); o != 0 {
-			s.Handles++
-			if processGone(ownerPID(o), ownerStart(o)) {
-				s.DeadHandles++
-			}
-		}
-	}
-	return s
 }

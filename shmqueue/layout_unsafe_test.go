@@ -13,23 +13,27 @@ import (
 // (a change here is a format change) and check that every atomic word is
 // naturally aligned and every hot word has its own 128-byte line.
 func TestLayout(t *testing.T) {
-	var c control
 	const L = layout.LineSize
+	var c futexControl
 	require.Equal(t, uintptr(0), unsafe.Offsetof(c.enq))
 	require.Equal(t, uintptr(1*L), unsafe.Offsetof(c.deq))
 	require.Equal(t, uintptr(2*L), unsafe.Offsetof(c.items))
-	require.Equal(t, uintptr(2*L+8), unsafe.Offsetof(c.itemsParked))
 	require.Equal(t, uintptr(3*L), unsafe.Offsetof(c.slots))
-	require.Equal(t, uintptr(3*L+8), unsafe.Offsetof(c.slotsParked))
 	require.Equal(t, uintptr(4*L), unsafe.Offsetof(c.holes))
 	require.Equal(t, uintptr(4*L+8), unsafe.Offsetof(c.reclaimed))
-	require.Equal(t, uintptr(4*L+16), unsafe.Offsetof(c.repairs))
-	require.Equal(t, uintptr(5*L), unsafe.Offsetof(c.head))
-	require.Equal(t, uintptr(5*L+8), unsafe.Offsetof(c.tail))
-	require.Equal(t, uintptr(5*L+16), unsafe.Offsetof(c.closed))
-	require.Equal(t, uintptr(6*L), unsafe.Sizeof(c))
-	require.Equal(t, uint64(unsafe.Sizeof(c)), controlSize)
+	require.Equal(t, uintptr(5*L), unsafe.Sizeof(c))
+	require.Equal(t, uint64(unsafe.Sizeof(c)), futexControlSize)
 	require.Equal(t, uintptr(8), unsafe.Sizeof(c.items), "sync.Notifier is 8 bytes")
+
+	var v sysvControl
+	require.Equal(t, uintptr(0), unsafe.Offsetof(v.head))
+	require.Equal(t, uintptr(8), unsafe.Offsetof(v.tail))
+	require.Equal(t, uintptr(16), unsafe.Offsetof(v.closed))
+	require.Equal(t, uintptr(24), unsafe.Offsetof(v.repairs))
+	require.Equal(t, uintptr(1*L), unsafe.Offsetof(v.items))
+	require.Equal(t, uintptr(2*L), unsafe.Offsetof(v.slots))
+	require.Equal(t, uintptr(3*L), unsafe.Sizeof(v))
+	require.Equal(t, uint64(unsafe.Sizeof(v)), sysvControlSize)
 
 	var s8 slot[uint64]
 	require.Equal(t, uintptr(0), unsafe.Offsetof(s8.seq))
@@ -41,8 +45,7 @@ func TestLayout(t *testing.T) {
 
 	var m member
 	require.Equal(t, uintptr(0), unsafe.Offsetof(m.owner))
-	require.Equal(t, uintptr(8), unsafe.Offsetof(m.parked))
-	require.Equal(t, uintptr(24), unsafe.Offsetof(m.lanes))
+	require.Equal(t, uintptr(8), unsafe.Offsetof(m.lanes))
 	require.Equal(t, uintptr(L), unsafe.Sizeof(m), "a member record is one line")
 	require.Equal(t, uint64(L), memberSize)
 }
@@ -57,7 +60,4 @@ func TestLaneWord(t *testing.T) {
 	w = laneWord(true, posLimit-1, 1)
 	require.True(t, laneCovers(w, true, posLimit-1))
 	require.False(t, laneCovers(0, false, 0))
-	o := ownerWord(4194303, 1<<41+5)
-	require.Equal(t, int32(4194303), ownerPID(o))
-	require.Equal(t, uint64(1<<41+5), ownerStart(o))
 }

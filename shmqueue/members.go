@@ -1,12 +1,7 @@
 package shmqueue
 
 import (
-	"bytes"
-	"errors"
-	"io/fs"
-	"os"
 	"runtime"
-	"strconv"
 	stdsync "sync"
 	"time"
 
@@ -17,21 +12,15 @@ import (
 // whose owner is dead. The dead owner's lanes are cleared after the claim;
 // until then its stale announcements look live, which can only delay a
 // repair, never cause a wrong one.
-//
-// First it frees the records of dead processes, giving back the parked
-// counts they still hold (a process killed while parked never decrements
-// them, and a non-zero count makes peers call FUTEX_WAKE).
 func (q *futexQueue[T]) attach() error {
-	me := proc.Self()
-	q.self = ownerWord(me.PID, me.Start)
-	q.dead = map[uint64]bool{}
+	q.self = proc.Self().Word()
 	for i := range q.members {
 		m := &q.members[i]
 		o := m.owner.Load()
 		if o == 0 || o == q.self || !q.ownerDead(o) || !m.owner.CompareAndSwap(o, q.self) {
 			continue
 		}
-		q.takeOver(m)
+		clearLanes(m)
 		m.owner.Store(0)
 	}
 	for i := range q.members {
@@ -39,23 +28,16 @@ func (q *futexQueue[T]) attach() error {
 		if m.owner.Load() != 0 || !m.owner.CompareAndSwap(0, q.self) {
 			continue
 		}
-		q.takeOver(m)
+		clearLanes(m)
 		q.me = m
 		return nil
 	}
 	return ErrTooManyHandles
 }
 
-// takeOver clears a record this handle now owns: stale claims (the
-// claimants are dead, so their positions will be repaired) and parked
-// counts (subtracted from the queue-wide counts).
-func (q *futexQueue[T]) takeOver(m *member) {
-	if v := m.parked[0].Swap(0); v != 0 {
-		q.ctl.itemsParked.Add(-v)
-	}
-	if v := m.parked[1].Swap(0); v != 0 {
-		q.ctl.slotsParked.Add(-v)
-	}
+// clearLanes clears the stale claims of a record this handle now owns (the
+// claimants are dead, so their positions will be repaired).
+func clearLanes(m *member) {
 	for j := range m.lanes {
 		m.lanes[j].Store(0)
 	}
@@ -138,76 +120,43 @@ func (q *futexQueue[T]) claimLive(pop bool, p uint64) bool {
 }
 
 // ownerDead reports whether the process an owner word names is certainly
-// gone: no such pid, a zombie, or a pid now used by a process with another
-// start time. Any doubt (an unreadable /proc) counts as alive, because
-// declaring a live claimant dead would corrupt the queue while the
-// opposite only delays a repair. A dead answer is cached forever (a dead
-// process stays dead); an alive one for aliveTTL.
+// gone (proc.Dead: definite evidence only; any doubt counts as alive,
+// because declaring a live claimant dead would corrupt the queue while the
+// opposite only delays a repair). A dead answer is cached forever (a dead
+// process stays dead); an alive one for aliveTTL, since claimLive asks
+// about every lane of every record.
 func (q *futexQueue[T]) ownerDead(o uint64) bool {
 	if o == q.self {
 		return false
 	}
-	q.deadMu.Lock()
-	if d, ok := q.dead[o]; ok {
-		if d || time.Since(q.aliveAt[o]) < aliveTTL {
-			q.deadMu.Unlock()
+	c := &q.deadCache
+	c.mu.Lock()
+	if d, ok := c.dead[o]; ok {
+		if d || time.Since(c.aliveAt[o]) < aliveTTL {
+			c.mu.Unlock()
 			return d
 		}
 	}
-	q.deadMu.Unlock()
-	d := processGone(ownerPID(o), ownerStart(o))
-	q.deadMu.Lock()
-	if len(q.dead) > 4096 {
-		clear(q.dead)
-		clear(q.aliveAt)
+	c.mu.Unlock()
+	d := proc.Dead(proc.FromWord(o))
+	c.mu.Lock()
+	if c.dead == nil || len(c.dead) > 4096 {
+		c.dead = map[uint64]bool{}
+		c.aliveAt = map[uint64]time.Time{}
 	}
-	q.dead[o] = d
-	if q.aliveAt == nil {
-		q.aliveAt = map[uint64]time.Time{}
-	}
+	c.dead[o] = d
 	if !d {
-		q.aliveAt[o] = time.Now()
+		c.aliveAt[o] = time.Now()
 	}
-	q.deadMu.Unlock()
+	c.mu.Unlock()
 	return d
 }
 
 const aliveTTL = 2 * time.Millisecond
 
-// processGone reads /proc/PID/stat: the process is gone if the file does
-// not exist, if it is a zombie, or if its start time (low 42 bits) differs
-// from start (unless start is 0: identity by pid only).
-func processGone(pid int32, start uint64) bool {
-	if pid <= 0 {
-		return true
-	}
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(int(pid)) + "/stat")
-	if err != nil {
-		return errors.Is(err, fs.ErrNotExist) || errors.Is(err, errESRCH)
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return false
-	}
-	f := bytes.Fields(b[i+1:])
-	if len(f) > 0 && len(f[0]) > 0 && (f[0][0] == 'Z' || f[0][0] == 'X') {
-		return true
-	}
-	const startField = 22 - 3
-	if start == 0 || len(f) <= startField {
-		return false
-	}
-	st, err := strconv.ParseUint(string(f[startField]), 10, 64)
-	if err != nil {
-		return false
-	}
-	return st&(1<<ownerStartBits-1) != start
-}
-
-// deadState is the process-local part of a futex queue handle used by
-// ownerDead.
-type deadState struct {
-	deadMu  stdsync.Mutex
+// deadCache is the process-local memory of ownerDead.
+type deadCache struct {
+	mu      stdsync.Mutex
 	dead    map[uint64]bool
 	aliveAt map[uint64]time.Time
 }

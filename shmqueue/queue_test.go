@@ -10,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/internal/testproc"
 	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/sync"
@@ -97,8 +98,11 @@ func TestBasicFIFO(t *testing.T) {
 		require.Equal(t, 0, st.Len)
 		require.Equal(t, st.Pushes, st.Pops)
 		require.Equal(t, uint64(8+150), st.Pushes)
-		ist, err := Inspect(spec)
+		seg, err := layout.Open(spec, layout.Expect{Kind: layout.KindQueue})
 		require.NoError(t, err)
+		ist, err := Inspect(seg)
+		require.NoError(t, err)
+		require.NoError(t, seg.Close())
 		require.Equal(t, st, ist, "Inspect sees what Stats sees, without knowing T")
 		if b == BackendFutex {
 			require.Equal(t, 2, st.Handles)
@@ -168,19 +172,24 @@ func TestCloseWritesWakesProducers(t *testing.T) {
 	})
 }
 
-// waitParked polls Stats until at least the given numbers of producers and
-// consumers are parked (there is no signal for "a peer is now asleep").
+// waitParked waits until at least the given numbers of this handle's
+// producers and consumers are blocked in a wait and, for each side that has
+// any, the shared parked bit says one of them is parked; then it gives the
+// rest of them time to finish their spin and yield phases and park too
+// (there is no signal for "every waiter is now asleep").
 func waitParked(t *testing.T, q *Queue[uint64], producers, consumers int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		st, err := q.Stats()
 		require.NoError(t, err)
-		if st.ParkedProducers >= producers && st.ParkedConsumers >= consumers {
+		if q.blocked(false) >= producers && q.blocked(true) >= consumers &&
+			(producers == 0 || st.ProducersWaiting) && (consumers == 0 || st.ConsumersWaiting) {
+			time.Sleep(5 * time.Millisecond)
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("waiters never parked: %+v", st)
+			t.Fatalf("waiters never parked: %d producers, %d consumers blocked; %+v", q.blocked(false), q.blocked(true), st)
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -223,8 +232,7 @@ func TestContextCancel(t *testing.T) {
 
 		// Everything is consistent afterwards.
 		require.Eventually(t, func() bool {
-			st, err := q.Stats()
-			return err == nil && st.ParkedConsumers == 0 && st.ParkedProducers == 0
+			return q.blocked(true) == 0 && q.blocked(false) == 0
 		}, 5*time.Second, time.Millisecond)
 		st, err := q.Stats()
 		require.NoError(t, err)
@@ -239,6 +247,12 @@ func TestContextCancel(t *testing.T) {
 		v, err := q.Pop(bg)
 		require.NoError(t, err)
 		require.Equal(t, uint64(7), v)
+		// The cancelled waiters left at most the parked bits set; the
+		// notifies of the pops and the push above cleared them.
+		st, err = q.Stats()
+		require.NoError(t, err)
+		require.False(t, st.ProducersWaiting)
+		require.False(t, st.ConsumersWaiting)
 	})
 }
 
@@ -377,9 +391,9 @@ func TestCorruptCursor(t *testing.T) {
 		q, _ := create[uint64](t, 8, WithBackend(b))
 		ctx := context.Background()
 		require.NoError(t, q.Push(ctx, 1))
-		ctl, err := layout.View[control](q.Segment(), 0)
-		require.NoError(t, err)
 		if b == BackendSysV {
+			ctl, err := layout.View[sysvControl](q.Segment(), 0)
+			require.NoError(t, err)
 			ctl.tail.Store(100)
 			require.ErrorIs(t, q.Push(ctx, 2), ErrCorrupt)
 			_, err = q.Pop(ctx)
@@ -390,6 +404,8 @@ func TestCorruptCursor(t *testing.T) {
 			require.ErrorIs(t, err, ErrCorrupt)
 			return
 		}
+		ctl, err := layout.View[futexControl](q.Segment(), 0)
+		require.NoError(t, err)
 		slots, err := layout.ViewSlice[slot[uint64]](q.Segment(), 1, 8)
 		require.NoError(t, err)
 
@@ -443,14 +459,46 @@ func TestCorruptCursor(t *testing.T) {
 func TestHostileLanes(t *testing.T) {
 	q, _ := create[uint64](t, 8)
 	// A peer fills every lane of this handle's member record.
-	for i := range q.fq.me.lanes {
-		q.fq.me.lanes[i].Store(laneWord(false, 12345, 1))
+	fq := q.b.(*futexQueue[uint64])
+	for i := range fq.me.lanes {
+		fq.me.lanes[i].Store(laneWord(false, 12345, 1))
 	}
 	start := time.Now()
 	require.ErrorIs(t, q.TryPush(1), ErrCorrupt)
 	require.Less(t, time.Since(start), 10*time.Second)
-	for i := range q.fq.me.lanes {
-		q.fq.me.lanes[i].Store(0)
+	for i := range fq.me.lanes {
+		fq.me.lanes[i].Store(0)
 	}
 	require.NoError(t, q.TryPush(1))
+}
+
+// One dialect: every error reads "shmqueue: op spec: cause" and wraps its
+// sentinel; capacity errors wrap ErrCapacity; options made for another
+// structure are refused; Close is idempotent.
+func TestErrorsAndDialect(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		q, spec := create[uint64](t, 2, WithBackend(b))
+		require.NoError(t, q.TryPush(1))
+		require.NoError(t, q.TryPush(2))
+		err := q.TryPush(3)
+		require.EqualError(t, err, "shmqueue: push "+spec+": shmkit: full")
+		var oe *layout.OpError
+		require.ErrorAs(t, err, &oe)
+		require.Equal(t, "push", oe.Op)
+		require.NoError(t, q.Close())
+		require.NoError(t, q.Close(), "a second Close is a no-op")
+		_, err = q.TryPop()
+		require.EqualError(t, err, "shmqueue: pop "+spec+": "+ErrClosed.Error())
+	})
+	for _, c := range []struct {
+		n    int
+		opts []Option
+	}{{0, nil}, {-1, nil}, {maxCapacity + 1, nil}, {1 << 15, []Option{WithBackend(BackendSysV)}}, {4, []Option{WithMaxHandles(0)}}} {
+		_, err := Create[uint64](newSpec(t), c.n, c.opts...)
+		require.ErrorIs(t, err, ErrCapacity, "capacity %d", c.n)
+	}
+	require.ErrorIs(t, ErrTooManyHandles, ErrCapacity)
+	ringOnly := options.New("shmring", "WithSomething", func(*options.Config) {})
+	_, err := Create[uint64](newSpec(t), 2, ringOnly)
+	require.ErrorContains(t, err, "option shmring.WithSomething is for shmring, not shmqueue")
 }

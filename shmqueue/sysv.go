@@ -4,10 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"runtime"
-	"time"
+	"reflect"
+	"sync/atomic"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/sync"
 )
 
@@ -24,12 +25,39 @@ const (
 	closeBonus = 8192
 )
 
+// sysvControl is region 0 of a SysV queue (region 1 is the slot array;
+// slots' seq words are unused). head, tail and closed are written only
+// under the semaphore lock and read without it by Len, Stats and waiters.
+// Offsets are asserted in layout_unsafe_test.go.
+type sysvControl struct {
+	head    atomic.Uint64 // next position to pop
+	tail    atomic.Uint64 // next position to push; the push commit point
+	closed  atomic.Uint32 // CloseWrites happened
+	_       uint32
+	repairs atomic.Uint64 // dead lock holders repaired
+	_       [layout.LineSize - 32]byte
+	// items is where consumers (and WaitSets) park until tail moves past
+	// head; producers notify it after posting their items.
+	items sync.Notifier
+	_     [layout.LineSize - 8]byte
+	// slots is where producers park until there is room; consumers notify
+	// it after posting the slots they freed.
+	slots sync.Notifier
+	_     [layout.LineSize - 8]byte
+}
+
+// sysvControlSize is the size of a SysV queue's control region.
+var sysvControlSize = uint64(reflect.TypeFor[sysvControl]().Size())
+
+// sysvQueue is the process-local handle of the SysV backend.
 type sysvQueue[T any] struct {
-	ctl   *control
-	slots []slot[T]
-	cap   uint64
-	mask  uint64
-	sem   *sync.SemSet
+	ctl    *sysvControl
+	slots  []slot[T]
+	cap    uint64
+	mask   uint64
+	sem    *sync.SemSet
+	policy sync.WaitPolicy
+	waitCounter
 }
 
 func initSysV(sem *sync.SemSet, cp uint64) error {
@@ -39,222 +67,12 @@ func initSysV(sem *sync.SemSet, cp uint64) error {
 	return sem.SetAll(vals)
 }
 
-func (q *sysvQueue[T]) semErr(op string, err error) error {
+// semErr reports a semaphore set removed under us as ErrClosed.
+func semErr(err error) error {
 	if errors.Is(err, sync.ErrRemoved) {
-		return fmt.Errorf("shmqueue: %s: %w: semaphore set removed (%w)", op, ErrClosed, err)
+		return fmt.Errorf("%w: semaphore set removed (%w)", ErrClosed, err)
 	}
-	return fmt.Errorf("shmqueue: %s: %w", op, err)
-}
-
-// sysvSpin is how many non-blocking attempts acquire makes (yielding the
-// CPU between them) while tokens seem to exist, before it takes the lock
-// the blocking way.
-const sysvSpin = 16
-
-// sysvRecheck bounds how long acquire sleeps waiting for a token before it
-// looks under the lock for a dead holder's unfinished business.
-const sysvRecheck = 20 * time.Millisecond
-
-// lockFast makes one non-blocking attempt to take the lock and one token
-// of sem (slots or items) in one atomic semop. It fails with
-// sync.ErrWouldBlock if the lock is busy, if dirty is non-zero (a holder
-// died), or if no token is available.
-func (q *sysvQueue[T]) lockFast(sem uint16) error {
-	return q.sem.Op(context.Background(),
-		sync.SemOp{Num: semLock, Delta: -1, Undo: true, NoWait: true},
-		sync.SemOp{Num: semDirty, Delta: 0, NoWait: true},
-		sync.SemOp{Num: semDirty, Delta: 1},
-		sync.SemOp{Num: sem, Delta: -1, NoWait: true},
-	)
-}
-
-// tokensLikely guesses from head and tail (read without the lock) whether
-// a token of sem is available.
-func (q *sysvQueue[T]) tokensLikely(sem uint16) bool {
-	h, t := q.ctl.head.Load(), q.ctl.tail.Load()
-	if q.ctl.closed.Load() != 0 || t < h || t-h > q.cap {
-		return true // closed (bonus tokens), or garbage for the locked path to report
-	}
-	if sem == semItems {
-		return t > h
-	}
-	return t-h < q.cap
-}
-
-// lockSlow takes the lock alone and repairs the counting semaphores if the
-// previous holder died inside.
-func (q *sysvQueue[T]) lockSlow(ctx context.Context) error {
-	if err := q.sem.Op(ctx,
-		sync.SemOp{Num: semLock, Delta: -1, Undo: true},
-		sync.SemOp{Num: semDirty, Delta: 1},
-	); err != nil {
-		return err
-	}
-	d, err := q.sem.GetVal(semDirty)
-	if err == nil && d != 1 {
-		err = q.reconcile()
-	}
-	if err != nil {
-		_ = q.unlock(0, 0)
-		return err
-	}
-	return nil
-}
-
-// reconcile recomputes slots and items from head and tail. The caller
-// holds the lock and no token, so nobody holds one.
-func (q *sysvQueue[T]) reconcile() error {
-	n, err := q.count()
-	if err != nil {
-		return err
-	}
-	bonus := 0
-	if q.ctl.closed.Load() != 0 {
-		bonus = closeBonus
-	}
-	if crashpoint.Enabled {
-		crashpoint.Hit("shmqueue.sysv-reconcile")
-	}
-	if err := q.sem.SetVal(semItems, int(n)+bonus); err != nil {
-		return err
-	}
-	if err := q.sem.SetVal(semSlots, int(q.cap-n)+bonus); err != nil {
-		return err
-	}
-	if err := q.sem.SetVal(semDirty, 1); err != nil {
-		return err
-	}
-	q.ctl.repairs.Add(1)
-	return nil
-}
-
-// unlock returns k tokens to sem (if k > 0), clears dirty and releases the
-// lock, in one atomic semop.
-func (q *sysvQueue[T]) unlock(sem uint16, k int) error {
-	ops := [3]sync.SemOp{
-		{Num: semDirty, Delta: -1},
-		{Num: semLock, Delta: 1, Undo: true},
-		{Num: sem, Delta: int16(k)},
-	}
-	n := 2
-	if k > 0 {
-		n = 3
-	}
-	return q.sem.Op(context.Background(), ops[:n]...)
-}
-
-// count returns tail-head, validated.
-func (q *sysvQueue[T]) count() (uint64, error) {
-	h, t := q.ctl.head.Load(), q.ctl.tail.Load()
-	if t < h || t-h > q.cap || t >= posLimit {
-		return 0, corruptf("SysV head %#x, tail %#x, capacity %d", h, t, q.cap)
-	}
-	return t - h, nil
-}
-
-// takeExtra takes up to k-1 more tokens of sem without blocking (the
-// holder already has one); it returns how many tokens it holds in total.
-func (q *sysvQueue[T]) takeExtra(sem uint16, k int) int {
-	if k <= 1 {
-		return 1
-	}
-	if q.sem.Op(context.Background(), sync.SemOp{Num: sem, Delta: -int16(k - 1), NoWait: true}) != nil {
-		return 1
-	}
-	return k
-}
-
-// sysvSpinWait is how long acquire watches head and tail for a token
-// before it sleeps in the kernel: a sleep and wake-up per item costs more
-// than the peer needs to produce (or consume) the next one.
-const sysvSpinWait = 50 * time.Microsecond
-
-// spinForToken re-reads head and tail, yielding, for up to sysvSpinWait,
-// and reports whether a token of sem now seems to exist.
-func (q *sysvQueue[T]) spinForToken(sem uint16) bool {
-	start := time.Now()
-	for i := 0; ; i++ {
-		if i < 16 {
-			runtime.Gosched()
-		} else {
-			schedYield()
-		}
-		if q.tokensLikely(sem) {
-			return true
-		}
-		if i&7 == 7 && time.Since(start) > sysvSpinWait {
-			return false
-		}
-	}
-}
-
-// errNoToken: !block and no token of the kind asked for.
-var errNoToken = errors.New("shmqueue: no token")
-
-// acquire takes the lock and one token of sem (token true), or the lock
-// alone when the non-blocking attempts failed for long and, under the
-// lock, no token exists (token false: the caller checks the state under
-// the lock). With !block it returns errNoToken instead of waiting for a
-// token.
-//
-// It never sleeps in a semop that takes the lock or a token: the kernel
-// completes a sleeper's semop as soon as it can proceed, so the lock would
-// be handed to a process that is not running yet, and every other process
-// would queue behind it (a convoy: 4 producers and 4 consumers moved
-// ~50k items/s that way). Instead it sleeps in {sem -1, sem +1}, which
-// waits for a token without taking it, and then tries again.
-func (q *sysvQueue[T]) acquire(ctx context.Context, sem uint16, block bool) (token bool, err error) {
-	for spins := 0; ; {
-		if !q.tokensLikely(sem) {
-			if !block {
-				return false, errNoToken
-			}
-			if q.spinForToken(sem) {
-				continue
-			}
-			// Bounded: a holder that died after its commit and before
-			// posting the token leaves the token missing until someone
-			// takes the lock and repairs; looking again every
-			// sysvRecheck makes that someone us, if nobody else comes.
-			tctx, cancel := context.WithTimeout(ctx, sysvRecheck)
-			err := q.sem.Op(tctx, sync.SemOp{Num: sem, Delta: -1}, sync.SemOp{Num: sem, Delta: 1})
-			cancel()
-			if err != nil {
-				if cerr := ctx.Err(); cerr != nil {
-					return false, cerr
-				}
-				if errors.Is(err, context.DeadlineExceeded) {
-					continue // look at the hint again
-				}
-				return false, err
-			}
-		}
-		err := q.lockFast(sem)
-		if err == nil {
-			return true, nil
-		}
-		if !errors.Is(err, sync.ErrWouldBlock) {
-			return false, err
-		}
-		if spins++; spins < sysvSpin {
-			// The holder may be a goroutine of this process waiting for a
-			// P, or another process waiting for a CPU: let both run.
-			runtime.Gosched()
-			schedYield()
-			continue
-		}
-		// The lock stayed busy, or a holder died (dirty), or the hint was
-		// wrong: take the lock the blocking way and look under it. Under
-		// the lock nobody else holds a token, so one exists exactly when
-		// the state says so.
-		if err := q.lockSlow(ctx); err != nil {
-			return false, err
-		}
-		if q.sem.Op(context.Background(), sync.SemOp{Num: sem, Delta: -1, NoWait: true}) == nil {
-			return true, nil
-		}
-		return false, nil
-	}
+	return err
 }
 
 func (q *sysvQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error) {
@@ -262,10 +80,10 @@ func (q *sysvQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error
 	for done < len(vs) {
 		token, err := q.acquire(ctx, semSlots, block)
 		if err == errNoToken {
-			return done, fmt.Errorf("shmqueue: push: %w", ErrFull)
+			return done, ErrFull
 		}
 		if err != nil {
-			return done, q.semErr("push", err)
+			return done, semErr(err)
 		}
 		n, err := q.count()
 		if err != nil {
@@ -274,7 +92,7 @@ func (q *sysvQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error
 		}
 		if q.ctl.closed.Load() != 0 {
 			_ = q.unlock(semSlots, b2i(token))
-			return done, fmt.Errorf("shmqueue: push: %w", ErrClosed)
+			return done, ErrClosed
 		}
 		if !token || n == q.cap {
 			if token || n < q.cap {
@@ -284,10 +102,10 @@ func (q *sysvQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error
 			}
 			_ = q.unlock(semSlots, 0)
 			if err != nil {
-				return done, q.semErr("push", err)
+				return done, semErr(err)
 			}
 			if !token && n == q.cap && !block {
-				return done, fmt.Errorf("shmqueue: push: %w", ErrFull)
+				return done, ErrFull
 			}
 			continue
 		}
@@ -302,8 +120,9 @@ func (q *sysvQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error
 		}
 		done += k
 		if err := q.unlock(semItems, k); err != nil {
-			return done, q.semErr("push", err)
+			return done, semErr(err)
 		}
+		q.ctl.items.Notify() // one load when nobody is parked
 	}
 	return done, nil
 }
@@ -312,10 +131,10 @@ func (q *sysvQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error
 	for {
 		token, err := q.acquire(ctx, semItems, block)
 		if err == errNoToken {
-			return 0, fmt.Errorf("shmqueue: pop: %w", ErrEmpty)
+			return 0, ErrEmpty
 		}
 		if err != nil {
-			return 0, q.semErr("pop", err)
+			return 0, semErr(err)
 		}
 		n, err := q.count()
 		if err != nil {
@@ -330,11 +149,11 @@ func (q *sysvQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error
 			_ = q.unlock(semItems, b2i(token && closed))
 			switch {
 			case err != nil:
-				return 0, q.semErr("pop", err)
+				return 0, semErr(err)
 			case closed:
-				return 0, fmt.Errorf("shmqueue: pop: %w", ErrClosed)
+				return 0, ErrClosed
 			case !block:
-				return 0, fmt.Errorf("shmqueue: pop: %w", ErrEmpty)
+				return 0, ErrEmpty
 			}
 			continue
 		}
@@ -345,7 +164,7 @@ func (q *sysvQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error
 				err = uerr
 			}
 			if err != nil {
-				return 0, q.semErr("pop", err)
+				return 0, semErr(err)
 			}
 			continue
 		}
@@ -359,15 +178,16 @@ func (q *sysvQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error
 			crashpoint.Hit("shmqueue.sysv-pop-committed")
 		}
 		if err := q.unlock(semSlots, k); err != nil {
-			return k, q.semErr("pop", err)
+			return k, semErr(err)
 		}
+		q.ctl.slots.Notify()
 		return k, nil
 	}
 }
 
 func (q *sysvQueue[T]) closeWrites() error {
 	if err := q.lockSlow(context.Background()); err != nil {
-		return q.semErr("close writes", err)
+		return semErr(err)
 	}
 	if q.ctl.closed.Load() == 0 {
 		n, err := q.count()
@@ -382,18 +202,20 @@ func (q *sysvQueue[T]) closeWrites() error {
 		}
 		if err != nil {
 			_ = q.unlock(0, 0)
-			return q.semErr("close writes", err)
+			return semErr(err)
 		}
 	}
 	if err := q.unlock(0, 0); err != nil {
-		return q.semErr("close writes", err)
+		return semErr(err)
 	}
+	q.ctl.items.Notify()
+	q.ctl.slots.Notify()
 	return nil
 }
 
 func (q *sysvQueue[T]) length() int { return sysvLen(q.ctl, q.cap) }
 
-func sysvLen(ctl *control, cp uint64) int {
+func sysvLen(ctl *sysvControl, cp uint64) int {
 	h, t := ctl.head.Load(), ctl.tail.Load()
 	if t <= h {
 		return 0
@@ -401,29 +223,25 @@ func sysvLen(ctl *control, cp uint64) int {
 	return int(min(t-h, cp))
 }
 
-func (q *sysvQueue[T]) stats() (Stats, error) { return sysvStats(q.ctl, q.sem, q.cap) }
+func (q *sysvQueue[T]) stats() Stats { return sysvStats(q.ctl, q.cap) }
 
-func sysvStats(ctl *control, sem *sync.SemSet, cp uint64) (Stats, error) {
-	s := Stats{
-		Len:     sysvLen(ctl, cp),
-		Pushes:  ctl.tail.Load(),
-		Pops:    ctl.head.Load(),
-		Repairs: ctl.repairs.Load(),
-		Closed:  ctl.closed.Load() != 0,
+func sysvStats(ctl *sysvControl, cp uint64) Stats {
+	return Stats{
+		Len:              sysvLen(ctl, cp),
+		Pushes:           ctl.tail.Load(),
+		Pops:             ctl.head.Load(),
+		ProducersWaiting: ctl.slots.Waiting(),
+		ConsumersWaiting: ctl.items.Waiting(),
+		Repairs:          ctl.repairs.Load(),
+		Closed:           ctl.closed.Load() != 0,
 	}
-	var err error
-	if s.ParkedProducers, err = sem.Waiting(semSlots); err != nil {
-		return s, fmt.Errorf("shmqueue: stats: %w", err)
-	}
-	if s.ParkedConsumers, err = sem.Waiting(semItems); err != nil {
-		return s, fmt.Errorf("shmqueue: stats: %w", err)
-	}
-	return s, nil
 }
 
-func b2i(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
+// waitSource: an item can be popped, or the queue is closed (TryPop then
+// drains it and says ErrClosed). Producers notify items after every push.
+func (q *sysvQueue[T]) waitSource() (*sync.Notifier, func() bool) {
+	return &q.ctl.items, func() bool { return q.ctl.tail.Load() != q.ctl.head.Load() || q.ctl.closed.Load() != 0 }
 }
+
+// detach: a SysV handle holds nothing in the segment.
+func (q *sysvQueue[T]) detach() {}

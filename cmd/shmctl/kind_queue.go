@@ -4,13 +4,12 @@ import (
 	"fmt"
 
 	"github.com/shmkit/shmkit/layout"
-	"github.com/shmkit/shmkit/segment"
 	"github.com/shmkit/shmkit/shmqueue"
 )
 
 // Queues. shmqueue.Inspect reads a queue's counters and member records
-// without attaching (no member record taken) whatever its element type;
-// shmctl asks it to map the segment read-only. shmqueue.Remove also removes
+// from the read-only segment without attaching (no member record taken)
+// whatever its element type. shmqueue.Remove also removes
 // a SysV-backend queue's semaphore set, which removing only the segment
 // would leak, so rm goes through it.
 //
@@ -21,14 +20,13 @@ import (
 // (shmqueue.Stats counts dead member records but does not name their pids.)
 func init() {
 	probes[layout.KindQueue] = probe{
-		liveSpec: queueLive,
-		remove:   func(spec string) error { return shmqueue.Remove(spec) },
+		live:   queueLive,
+		remove: func(spec string) error { return shmqueue.Remove(spec) },
 	}
 }
 
-func queueLive(spec string) (*Live, error) {
-	st, err := shmqueue.Inspect(spec, shmqueue.WithLayout(
-		layout.WithSegment(segment.ReadOnly()), layout.WithInitTimeout(0)))
+func queueLive(s *layout.Segment) (*Live, error) {
+	st, err := shmqueue.Inspect(s)
 	if err != nil {
 		return nil, err
 	}
@@ -39,8 +37,8 @@ func queueLive(spec string) (*Live, error) {
 		Closed:      &st.Closed,
 		SyncBackend: st.Backend.String(),
 		Waiters: []Counter{
-			{Name: "producers", Value: uint64(max(st.ParkedProducers, 0))},
-			{Name: "consumers", Value: uint64(max(st.ParkedConsumers, 0))},
+			{Name: "producers", Value: b2u(st.ProducersWaiting)},
+			{Name: "consumers", Value: b2u(st.ConsumersWaiting)},
 		},
 		Details: []Counter{
 			{Name: "handles", Value: uint64(max(st.Handles, 0))},

@@ -49,6 +49,10 @@ type Config struct {
 	// option set it (else the structure's default applies).
 	Policy    shmsync.WaitPolicy
 	PolicySet bool
+	// Mode is the permission bits WithMode asked for (0: none asked, the
+	// default 0600), for what a structure creates besides its segment (a
+	// queue's SysV semaphore set).
+	Mode os.FileMode
 	// Own is the structure's private settings (see New).
 	Own any
 }
@@ -90,7 +94,11 @@ var errBadOption = fmt.Errorf("invalid option")
 // WithMode sets the permission bits of a created segment (default 0600;
 // the umask does not apply).
 func WithMode(m os.FileMode) Option {
-	return WithSegment(segment.WithMode(m))
+	seg := WithSegment(segment.WithMode(m))
+	return Option{name: "WithMode", apply: func(c *Config) {
+		seg.apply(c)
+		c.Mode = m & os.ModePerm
+	}}
 }
 
 // WithPopulate pre-faults the mapping at Create and Open, so first touches

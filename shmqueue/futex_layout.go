@@ -8,48 +8,42 @@ import (
 	"github.com/shmkit/shmkit/sync"
 )
 
-// control is region 0. Every hot word is alone on a 128-byte line (x86
-// prefetches lines in pairs). Offsets are asserted in layout_unsafe_test.go.
-type control struct {
+// The futex backend's segment: region 0 is a futexControl, region 1 the
+// slot array (capacity slot[T]), region 2 the member records.
+
+// futexControl is region 0 of a futex queue. Every hot word is alone on a
+// 128-byte line (x86 prefetches lines in pairs). Offsets are asserted in
+// layout_unsafe_test.go.
+type futexControl struct {
 	// enq is the enqueue cursor: the next position a producer claims, with
-	// closedBit set by CloseWrites (futex backend).
+	// closedBit set by CloseWrites.
 	enq atomic.Uint64
 	_   [layout.LineSize - 8]byte
 	// deq is the dequeue cursor: the next position a consumer claims.
 	deq atomic.Uint64
 	_   [layout.LineSize - 8]byte
-	// items is where consumers park when the queue is empty (or the slot at
-	// deq is still being written); producers notify it after publishing.
-	// itemsParked counts the consumers parked there by live handles (see
-	// member.parked: unlike the notifier's own count, a dead waiter's
-	// share is taken back when its record is reclaimed).
-	items       sync.Notifier
-	itemsParked atomic.Uint64
-	_           [layout.LineSize - 16]byte
+	// items is where consumers (and WaitSets) park when the queue is empty
+	// or the slot at deq is still being written; producers notify it after
+	// publishing. Nobody writes it while nobody parks, so a producer's check
+	// is a load that hits in its cache.
+	items sync.Notifier
+	_     [layout.LineSize - 8]byte
 	// slots is where producers park when the queue is full; consumers
-	// notify it after releasing. slotsParked as itemsParked.
-	slots       sync.Notifier
-	slotsParked atomic.Uint64
-	_           [layout.LineSize - 16]byte
+	// notify it after releasing.
+	slots sync.Notifier
+	_     [layout.LineSize - 8]byte
 
 	// Cold counters.
 	holes     atomic.Uint64 // positions skipped because their producer died
 	reclaimed atomic.Uint64 // slots released on behalf of dead consumers
-	repairs   atomic.Uint64 // SysV: dead lock holders repaired
-	_         [layout.LineSize - 24]byte
-
-	// SysV backend state, written only under the semaphore lock (read
-	// without it by Len and Stats).
-	head   atomic.Uint64 // next position to pop
-	tail   atomic.Uint64 // next position to push; the push commit point
-	closed atomic.Uint32 // CloseWrites happened
-	_      [layout.LineSize - 20]byte
+	_         [layout.LineSize - 16]byte
 }
 
-// controlSize is the size of the control region.
-var controlSize = uint64(reflect.TypeFor[control]().Size())
+// futexControlSize is the size of a futex queue's control region.
+var futexControlSize = uint64(reflect.TypeFor[futexControl]().Size())
 
-// slot holds one position's sequence word and value.
+// slot holds one position's sequence word (futex backend; unused by SysV)
+// and value. Both backends use the same slot array.
 type slot[T any] struct {
 	seq atomic.Uint64
 	val T
@@ -58,17 +52,13 @@ type slot[T any] struct {
 func slotSize[T any]() uint64 { return uint64(reflect.TypeFor[slot[T]]().Size()) }
 
 // lanesPerMember fills a member record to one 128-byte line.
-const lanesPerMember = 13
+const lanesPerMember = 15
 
 // member is one attached handle's record in region 2: who owns it, and
 // the claims its goroutines have in flight.
 type member struct {
-	// owner is ownerWord(pid, start) of the attached process, 0 if free.
+	// owner is the proc.ID.Word of the attached process, 0 if free.
 	owner atomic.Uint64
-	// parked counts this handle's goroutines parked on the items ([0]) and
-	// slots ([1]) notifiers, also counted in control.itemsParked and
-	// slotsParked, from which they are subtracted if the process dies.
-	parked [2]atomic.Uint64
 	// lanes announce in-flight claims; see laneWord.
 	lanes [lanesPerMember]atomic.Uint64
 }
@@ -112,15 +102,3 @@ func laneCovers(w uint64, pop bool, p uint64) bool {
 	n := (w>>laneCountShift)&(maxClaim-1) + 1
 	return p >= start && p-start < n
 }
-
-// Owner words pack a pid (< 2^22, the kernel's PID_MAX_LIMIT) and the low
-// 42 bits of the process start time in clock ticks (centuries of uptime).
-const ownerStartBits = 42
-
-func ownerWord(pid int32, start uint64) uint64 {
-	return uint64(uint32(pid))<<ownerStartBits | start&(1<<ownerStartBits-1)
-}
-
-func ownerPID(w uint64) int32 { return int32(w >> ownerStartBits) }
-
-func ownerStart(w uint64) uint64 { return w & (1<<ownerStartBits - 1) }

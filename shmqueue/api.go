@@ -1,0 +1,128 @@
+package shmqueue
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/shmkit/shmkit/internal/options"
+	"github.com/shmkit/shmkit/layout"
+	"github.com/shmkit/shmkit/segment"
+	"github.com/shmkit/shmkit/sync"
+)
+
+// Sentinel errors, the same set re-exported the same way by every structure
+// package (defined once in package layout). Test with errors.Is.
+var (
+	ErrTypeMismatch    = layout.ErrTypeMismatch
+	ErrBadMagic        = layout.ErrBadMagic
+	ErrVersion         = layout.ErrVersion
+	ErrCorrupt         = layout.ErrCorrupt
+	ErrTooSmall        = layout.ErrTooSmall
+	ErrClosed          = layout.ErrClosed
+	ErrFull            = layout.ErrFull
+	ErrEmpty           = layout.ErrEmpty
+	ErrOwnerDead       = layout.ErrOwnerDead
+	ErrUnsupportedType = layout.ErrUnsupportedType
+	ErrLagged          = layout.ErrLagged
+	ErrNotReady        = layout.ErrNotReady
+	ErrUntrusted       = layout.ErrUntrusted
+	ErrCapacity        = layout.ErrCapacity
+)
+
+// ErrTooManyHandles reports that every member record of a futex queue is
+// held by a live handle (see WithMaxHandles). It wraps ErrCapacity.
+var ErrTooManyHandles = fmt.Errorf("%w: every member record is held by a live handle (see WithMaxHandles)", ErrCapacity)
+
+// Option configures Create and Open. Every shmkit structure takes the same
+// option vocabulary; the constructors below mean the same in each.
+type Option = options.Option
+
+// Options every structure takes. WithMode also sets the permission bits of
+// a SysV queue's semaphore set.
+var (
+	WithMode        = options.WithMode        // permission bits of a created segment (default 0600)
+	WithPopulate    = options.WithPopulate    // pre-fault the mapping
+	WithSegment     = options.WithSegment     // segment-layer options (e.g. segment.WithTrustOwner)
+	WithLayout      = options.WithLayout      // layout-layer options
+	WithInitTimeout = options.WithInitTimeout // how long Open waits for a live creator
+	WithWaitPolicy  = options.WithWaitPolicy  // how this handle's blocking calls wait (default DefaultWaitPolicy)
+)
+
+// DefaultWaitPolicy is how a queue handle's blocking calls wait unless
+// WithWaitPolicy says otherwise: one batch of tight re-checks (Spin 0),
+// then about 100 µs of yielding re-checks (producers and consumers of a busy queue run at
+// similar rates, and a sleep plus wake-up costs more than the peer needs
+// to make room or an item), then park.
+var DefaultWaitPolicy = sync.WaitPolicy{Spin: 0, Yield: 100 * time.Microsecond}
+
+// settings are the queue's own options (Config.Own).
+type settings struct {
+	backend    Backend
+	semKey     int32
+	ftokPath   string
+	ftokID     uint8
+	maxHandles int
+}
+
+// WithBackend chooses the synchronization backend at Create (ignored by
+// Open, which uses the creator's choice).
+func WithBackend(b Backend) Option {
+	return options.New("shmqueue", "WithBackend", func(c *options.Config) { c.Own.(*settings).backend = b })
+}
+
+// WithSysVKey sets the key of the SysV semaphore set (BackendSysV only).
+// The default is a private set (IPC_PRIVATE) found by its identifier, which
+// the header records; a chosen key (or one from sync.Ftok) is recorded too
+// and makes the set findable with ipcs by key.
+func WithSysVKey(key int32) Option {
+	return options.New("shmqueue", "WithSysVKey", func(c *options.Config) { c.Own.(*settings).semKey = key })
+}
+
+// WithSysVFtok derives the key of the SysV semaphore set from an existing
+// file and a project id, as ftok(3) does (BackendSysV only). ftok keys can
+// collide (they keep only 16 bits of the inode); Create then fails with an
+// error matching fs.ErrExist instead of sharing a stranger's set.
+func WithSysVFtok(path string, id uint8) Option {
+	return options.New("shmqueue", "WithSysVFtok", func(c *options.Config) {
+		s := c.Own.(*settings)
+		s.ftokPath, s.ftokID = path, id
+	})
+}
+
+// WithMaxHandles sets how many handles may be attached at once to a futex
+// queue (Create only; default DefaultMaxHandles). Each handle owns one
+// 128-byte member record for the whole time it is open.
+func WithMaxHandles(n int) Option {
+	return options.New("shmqueue", "WithMaxHandles", func(c *options.Config) { c.Own.(*settings).maxHandles = n })
+}
+
+// buildConfig applies the options of Create, Open and Remove.
+func buildConfig(op, spec string, opts []Option) (options.Config, *settings, error) {
+	s := &settings{backend: BackendFutex, maxHandles: DefaultMaxHandles}
+	cfg, err := options.Build("shmqueue", s, opts)
+	if err != nil {
+		return cfg, s, options.BuildError("shmqueue", op, spec, err)
+	}
+	return cfg, s, nil
+}
+
+// Remove removes everything a queue at spec made: its SysV semaphore set,
+// if it has one, and the segment. Handles still attached keep working on
+// the unlinked segment (but a SysV queue's operations fail with ErrClosed
+// once its set is gone).
+func Remove(spec string, opts ...Option) error {
+	cfg, _, err := buildConfig("remove", spec, opts)
+	if err != nil {
+		return err
+	}
+	if seg, err := layout.Open(spec, layout.Expect{Kind: layout.KindQueue}, cfg.Layout...); err == nil {
+		h := seg.Header()
+		if Backend(h.Params[paramBackend]) == BackendSysV {
+			if sem, err := openSemSet(h.Params); err == nil {
+				_ = sem.Remove()
+			}
+		}
+		_ = seg.Close()
+	}
+	return layout.WrapOp("shmqueue", "remove", spec, segment.Remove(spec))
+}

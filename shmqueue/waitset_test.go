@@ -1,0 +1,85 @@
+package shmqueue
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/shmkit/shmkit/internal/testproc"
+	"github.com/shmkit/shmkit/sync"
+)
+
+// pushOneChild opens the queue at args[0] and pushes args[1].
+var pushOneChild = testproc.Register("shmqueue-push-one", func(args []string) error {
+	q, err := Open[uint64](args[0])
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	v, err := strconv.ParseUint(args[1], 10, 64)
+	if err != nil {
+		return err
+	}
+	return q.Push(context.Background(), v)
+})
+
+// A WaitSet over a futex queue and a SysV queue: items pushed by real
+// child processes wake the parent's Wait with the index of the queue that
+// has them, while the parent is parked (not just spinning).
+func TestWaitSetAcrossBackends(t *testing.T) {
+	qs := make([]*Queue[uint64], 2)
+	specs := make([]string, 2)
+	qs[0], specs[0] = create[uint64](t, 4, WithBackend(BackendFutex))
+	qs[1], specs[1] = create[uint64](t, 4, WithBackend(BackendSysV))
+	ws, err := sync.NewWaitSet(qs[0], qs[1])
+	require.NoError(t, err)
+	defer ws.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for round, want := range []int{1, 0, 0, 1} {
+		v := uint64(100*round + want)
+		type result struct {
+			i   int
+			err error
+		}
+		got := make(chan result, 1)
+		go func() {
+			i, err := ws.Wait(ctx)
+			got <- result{i, err}
+		}()
+		// Let the parent park on both notifiers before the child pushes.
+		require.Eventually(t, func() bool {
+			st0, err0 := qs[0].Stats()
+			st1, err1 := qs[1].Stats()
+			return err0 == nil && err1 == nil && st0.ConsumersWaiting && st1.ConsumersWaiting
+		}, 10*time.Second, time.Millisecond)
+		select {
+		case r := <-got:
+			t.Fatalf("Wait returned %d, %v before anything was pushed", r.i, r.err)
+		default:
+		}
+		pushOneChild.Run(t, specs[want], strconv.FormatUint(v, 10))
+		r := <-got
+		require.NoError(t, r.err)
+		require.Equal(t, want, r.i, "round %d", round)
+		x, err := qs[r.i].TryPop()
+		require.NoError(t, err)
+		require.Equal(t, v, x)
+		for _, q := range qs {
+			_, err := q.TryPop()
+			require.ErrorIs(t, err, ErrEmpty)
+		}
+	}
+
+	// Closed for writes and drained reads as ready: TryPop says ErrClosed.
+	require.NoError(t, qs[1].CloseWrites())
+	i, err := ws.Wait(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, i)
+	_, err = qs[1].TryPop()
+	require.ErrorIs(t, err, ErrClosed)
+}

@@ -107,6 +107,11 @@ func (p WaitPolicy) waitLoop(ctx context.Context, ready func() bool, park func(c
 			if done != nil {
 				select {
 				case <-done:
+					// A condition that became true before ctx ended
+					// wins, as in the park phase.
+					if ready() {
+						return nil
+					}
 					return ctx.Err()
 				default:
 				}
@@ -137,6 +142,11 @@ func (p WaitPolicy) waitLoop(ctx context.Context, ready func() bool, park func(c
 			if done != nil {
 				select {
 				case <-done:
+					// A condition that became true before ctx ended
+					// wins, as in the park phase.
+					if ready() {
+						return nil
+					}
 					return ctx.Err()
 				default:
 				}

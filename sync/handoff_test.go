@@ -234,6 +234,7 @@ func TestMutexLockContextHandoff(t *testing.T) {
 		total.timeouts += st.timeouts
 		total.slow += st.slow
 		total.maxWait = max(total.maxWait, st.maxWait)
+		total.maxPassed = max(total.maxPassed, st.maxPassed)
 		acquisitions += int64(st.patient + st.impatientOK)
 	}
 	t.Logf("holder %d locks; all: %v", holderLocks, total)

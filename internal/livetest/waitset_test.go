@@ -254,14 +254,21 @@ func TestWaitSetCancel(t *testing.T) {
 			for n := range 300 {
 				ctx, cancel := context.WithCancel(context.Background())
 				src := n % 3
+				pushed := make(chan bool)
 				go func() {
 					if n%2 == 0 {
 						time.Sleep(50 * time.Microsecond)
 					}
-					rings[src].TryPush(uint64(n))
+					ok := rings[src].TryPush(uint64(n))
 					cancel()
+					pushed <- ok
 				}()
 				i, err := ws.Wait(ctx)
+				// Joined each round: the rings' producer side is used by
+				// one goroutine at a time.
+				if !<-pushed {
+					t.Fatalf("round %d: TryPush failed", n)
+				}
 				if err != nil || i != src {
 					// ctx can only be done after the push: a Wait that
 					// returns ctx.Err() missed a ready source.

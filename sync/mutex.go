@@ -189,6 +189,14 @@ func (m *Mutex) lockSlow(ctx context.Context) error {
 		return true
 	}
 	if err := mutexPolicy.waitLoop(ctx, try, park, DeadOwnerPoll, stealDead); err != nil {
+		if waited {
+			// An Unlock may have woken us just as ctx ended, and a
+			// barging locker may have taken the lock (clearing the
+			// waiters bit) before we could: pass the wake on, or the
+			// waiters still parked would sleep until DeadOwnerPoll. The
+			// one woken re-checks and, if it must sleep, sets the bit.
+			_, _ = futex.Wake(&m.word, 1)
+		}
 		return err
 	}
 	return result

@@ -100,6 +100,9 @@ func (p WaitPolicy) waitLoop(ctx context.Context, ready func() bool, park func(c
 		between := func() (over bool, err error, spent time.Duration) {
 			now := time.Now()
 			if err := ctx.Err(); err != nil {
+				if ready() {
+					return true, nil, 0 // ready when ctx ended: ready wins
+				}
 				return true, err, 0
 			}
 			if poll != nil && now.Sub(lastPoll) >= pollEvery {

@@ -75,6 +75,7 @@ func (p WaitPolicy) Validate() error {
 const (
 	spinBatch           = 64
 	yieldsPerSchedYield = 16
+	osYieldAfter        = 10 * time.Microsecond
 )
 
 // waitLoop is the one waiting loop: it runs p's phases around ready (which
@@ -128,10 +129,14 @@ func (p WaitPolicy) waitLoop(ctx context.Context, ready func() bool, park func(c
 				break
 			}
 		}
-		// Phase 2: yield.
+		// Phase 2: yield. First to other goroutines only; once the peer
+		// has had osYieldAfter to show up, to other processes on every
+		// check: with more runnable threads than cores (four queue
+		// processes on two cores) the peer may be waiting for this core.
+		osYield := false
 		for i := 1; ; i++ {
 			runtime.Gosched()
-			if i%yieldsPerSchedYield == 0 {
+			if osYield || i%yieldsPerSchedYield == 0 {
 				_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
 			}
 			if ready() {
@@ -147,6 +152,7 @@ func (p WaitPolicy) waitLoop(ctx context.Context, ready func() bool, park func(c
 			if !p.NoPark && spent >= p.Spin+p.Yield {
 				break
 			}
+			osYield = spent >= p.Spin+osYieldAfter
 		}
 	}
 	// Phase 3: park. With a poll, each park is bounded by pollEvery (the

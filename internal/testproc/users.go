@@ -3,8 +3,8 @@ package testproc
 import (
 	"errors"
 	"io"
-	"os/exec"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"

@@ -1,0 +1,118 @@
+package shmmap
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/shmkit/shmkit/internal/proc"
+	shsync "github.com/shmkit/shmkit/sync"
+)
+
+// lock takes shard sh's writer lock, repairing the shard if the previous
+// holder died (or left a mutation unfinished). On error the lock is not
+// held.
+func (m *Map[K, V]) lock(sh uint64) error {
+	if m.readOnly {
+		return fmt.Errorf("shmmap: shard %d: cannot lock through a read-only mapping (a writer is active, stalled or dead): %w", sh, ErrReadOnly)
+	}
+	ctl := m.ctl(sh)
+	// TryLock is the uncontended fast path (no syscall, no timer); only a
+	// contended lock pays for a bounded wait.
+	got, err := ctl.Mu.TryLock()
+	if !got && err == nil {
+		err = m.lockSlow(sh)
+	}
+	switch {
+	case err == nil:
+		if ctl.RedoOp == opNone && !ctl.Seq.Writing() {
+			return nil
+		}
+		// A mutation was left unfinished without an owner-death report
+		// (a scribbled lock word): repair all the same.
+		if rerr := m.repair(sh); rerr != nil {
+			ctl.Mu.Unlock()
+			return rerr
+		}
+		return nil
+	case errors.Is(err, shsync.ErrOwnerDead):
+		rerr := m.repair(sh)
+		if cerr := ctl.Mu.MarkConsistent(); cerr != nil && rerr == nil {
+			rerr = fmt.Errorf("shmmap: shard %d: mark consistent: %w", sh, cerr)
+		}
+		if rerr != nil {
+			ctl.Mu.Unlock()
+			return rerr
+		}
+		return nil
+	case errors.Is(err, ErrCorrupt) || errors.Is(err, ErrLockTimeout):
+		return err // from lockSlow, already saying which shard
+	default:
+		return fmt.Errorf("shmmap: shard %d lock: %w", sh, err)
+	}
+}
+
+func (m *Map[K, V]) unlock(sh uint64) { m.ctl(sh).Mu.Unlock() }
+
+// lockCheckInterval is how often a blocked lock re-examines the holder. It
+// must leave the Mutex room for its own dead-holder poll (DeadOwnerPoll),
+// which restarts with every LockContext call.
+const lockCheckInterval = 2*shsync.DeadOwnerPoll + 50*time.Millisecond
+
+// lockSlow waits for a contended shard lock, in slices of
+// lockCheckInterval. Between slices it checks that the lock word names a
+// thread of the process recorded as the holder, and that process is alive:
+// a word that names some other live thread (a scribbled segment) would
+// otherwise look held forever, since the holder never dies. Two
+// inconsistent observations of the same word and record, a slice apart
+// (a new holder records itself right after taking the word), give
+// ErrCorrupt. A consistent but live holder is waited for up to the lock
+// timeout, then ErrLockTimeout.
+func (m *Map[K, V]) lockSlow(sh uint64) error {
+	ctl := m.ctl(sh)
+	deadline := time.Now().Add(m.lockTimeout)
+	var suspect shsync.MutexState
+	suspected := false
+	for {
+		wait := min(lockCheckInterval, time.Until(deadline))
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		err := ctl.Mu.LockContext(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			return err
+		}
+		st := ctl.Mu.State()
+		if bogusHolder(st) {
+			if suspected && st.OwnerTID == suspect.OwnerTID && st.Owner == suspect.Owner {
+				return fmt.Errorf("shmmap: shard %d: %w: lock word names thread %d, which is not a live thread of its recorded holder %v",
+					sh, ErrCorrupt, st.OwnerTID, st.Owner)
+			}
+			suspect, suspected = st, true
+		} else {
+			suspected = false
+		}
+		if !time.Now().Before(deadline) {
+			return fmt.Errorf("shmmap: shard %d: lock held for over %v by thread %d of %v: %w: %w",
+				sh, m.lockTimeout, st.OwnerTID, st.Owner, ErrLockTimeout, err)
+		}
+	}
+}
+
+// bogusHolder reports whether a held lock's word and owner record disagree:
+// the recorded process is gone, or the thread in the word is not one of its
+// threads. (A dead thread in the word is the Mutex's own business: it
+// reports the owner dead.)
+func bogusHolder(st shsync.MutexState) bool {
+	if !st.Locked || st.OwnerDead || st.NotRecoverable {
+		return false
+	}
+	if st.Owner.PID <= 0 || !proc.Alive(st.Owner) {
+		return true
+	}
+	_, err := os.Stat("/proc/" + strconv.Itoa(int(st.Owner.PID)) + "/task/" + strconv.Itoa(int(st.OwnerTID)))
+	return errors.Is(err, fs.ErrNotExist)
+}

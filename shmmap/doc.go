@@ -86,7 +86,10 @@
 // every quarter second that the lock word names a live thread of the
 // process recorded as its holder (a scribbled word naming some unrelated
 // live thread would otherwise never be released) and gives up after the
-// lock timeout. A peer that scribbles garbage can make operations return
+// lock timeout. It reports the word as corrupt only on definite evidence
+// (internal/proc: the recorded holder certainly exited, or its visible
+// /proc/PID/task certainly lacks the thread); under any doubt (hidepid,
+// EPERM) it waits, so a live holder is never reported bogus. A peer that scribbles garbage can make operations return
 // ErrCorrupt or odd values, but never panic, index out of range or hang.
 //
 // Concurrency. A Map handle may be used from any number of goroutines, and

@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"strconv"
 	"time"
 
 	"github.com/shmkit/shmkit/internal/proc"
@@ -102,17 +99,18 @@ func (m *Map[K, V]) lockSlow(sh uint64) error {
 	}
 }
 
-// bogusHolder reports whether a held lock's word and owner record disagree:
-// the recorded process is gone, or the thread in the word is not one of its
-// threads. (A dead thread in the word is the Mutex's own business: it
-// reports the owner dead.)
+// bogusHolder reports whether a held lock's word and owner record
+// certainly disagree: the recorded process is certainly dead, or the thread
+// in the word is certainly not one of its threads. Both come from
+// internal/proc and count only definite evidence (ESRCH, a zombie, a
+// start-time mismatch, a visible /proc/PID/task without the TID): under
+// any doubt (hidepid, EPERM, an unreadable /proc) the holder is taken at
+// its word and waited for, up to the lock timeout, never reported bogus.
+// (A dead thread in the word is the Mutex's own business: it reports the
+// owner dead.)
 func bogusHolder(st shsync.MutexState) bool {
 	if !st.Locked || st.OwnerDead || st.NotRecoverable {
 		return false
 	}
-	if st.Owner.PID <= 0 || !proc.Alive(st.Owner) {
-		return true
-	}
-	_, err := os.Stat("/proc/" + strconv.Itoa(int(st.Owner.PID)) + "/task/" + strconv.Itoa(int(st.OwnerTID)))
-	return errors.Is(err, fs.ErrNotExist)
+	return proc.Dead(st.Owner) || proc.NotThreadOf(st.Owner.PID, st.OwnerTID)
 }

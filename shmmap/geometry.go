@@ -37,12 +37,12 @@ type geometry struct {
 // plan sizes a table for capacity keys in 2^shardBits shards.
 func plan(capacity int, shards int, shardsSet bool) (geometry, error) {
 	if capacity < 1 || capacity > 1<<40 {
-		return geometry{}, fmt.Errorf("shmmap: capacity %d out of range [1, 2^40]", capacity)
+		return geometry{}, fmt.Errorf("%w: %d out of range [1, 2^40]", ErrCapacity, capacity)
 	}
 	var g geometry
 	if shardsSet {
 		if shards < 1 || shards > 1<<maxShardBits || shards&(shards-1) != 0 {
-			return geometry{}, fmt.Errorf("shmmap: %d shards: want a power of two in [1, %d]", shards, 1<<maxShardBits)
+			return geometry{}, fmt.Errorf("%w: %d shards: want a power of two in [1, %d]", ErrCapacity, shards, 1<<maxShardBits)
 		}
 		g.shardBits = uint(bits.TrailingZeros(uint(shards)))
 	} else {
@@ -64,7 +64,7 @@ func plan(capacity int, shards int, shardsSet bool) (geometry, error) {
 	slots := math.Ceil(need * loadDen / loadNum)
 	slots = max(minShardSlots, math.Ceil(slots/8)*8)
 	if slots > maxShardSlots {
-		return geometry{}, fmt.Errorf("shmmap: capacity %d needs shards of more than %d slots: use more shards", capacity, maxShardSlots)
+		return geometry{}, fmt.Errorf("%w: %d needs shards of more than %d slots: use more shards", ErrCapacity, capacity, maxShardSlots)
 	}
 	g.perShard = uint64(slots)
 	g.limit = g.perShard * loadNum / loadDen
@@ -77,7 +77,7 @@ func checkedGeometry(s *layout.Segment) (geometry, error) {
 	h := s.Header()
 	p := h.Params
 	corrupt := func(format string, args ...any) error {
-		return fmt.Errorf("shmmap: %s: %w: %s", s.Raw().Spec(), ErrCorrupt, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 	}
 	if p[paramScheme] != hashSchemeXXH64Prefix {
 		return geometry{}, corrupt("unknown hash scheme %d", p[paramScheme])

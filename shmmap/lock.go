@@ -15,7 +15,7 @@ import (
 // held.
 func (m *Map[K, V]) lock(sh uint64) error {
 	if m.readOnly {
-		return fmt.Errorf("shmmap: shard %d: cannot lock through a read-only mapping (a writer is active, stalled or dead): %w", sh, ErrReadOnly)
+		return fmt.Errorf("%w: shard %d: cannot lock through a read-only mapping (a writer is active, stalled or dead)", ErrReadOnly, sh)
 	}
 	ctl := m.ctl(sh)
 	// TryLock is the uncontended fast path (no syscall, no timer); only a
@@ -39,7 +39,7 @@ func (m *Map[K, V]) lock(sh uint64) error {
 	case errors.Is(err, shsync.ErrOwnerDead):
 		rerr := m.repair(sh)
 		if cerr := ctl.Mu.MarkConsistent(); cerr != nil && rerr == nil {
-			rerr = fmt.Errorf("shmmap: shard %d: mark consistent: %w", sh, cerr)
+			rerr = fmt.Errorf("shard %d: mark consistent: %w", sh, cerr)
 		}
 		if rerr != nil {
 			ctl.Mu.Unlock()
@@ -49,7 +49,7 @@ func (m *Map[K, V]) lock(sh uint64) error {
 	case errors.Is(err, ErrCorrupt) || errors.Is(err, ErrLockTimeout):
 		return err // from lockSlow, already saying which shard
 	default:
-		return fmt.Errorf("shmmap: shard %d lock: %w", sh, err)
+		return fmt.Errorf("shard %d: lock: %w", sh, err)
 	}
 }
 
@@ -85,16 +85,16 @@ func (m *Map[K, V]) lockSlow(sh uint64) error {
 		st := ctl.Mu.State()
 		if bogusHolder(st) {
 			if suspected && st.OwnerTID == suspect.OwnerTID && st.Owner == suspect.Owner {
-				return fmt.Errorf("shmmap: shard %d: %w: lock word names thread %d, which is not a live thread of its recorded holder %v",
-					sh, ErrCorrupt, st.OwnerTID, st.Owner)
+				return fmt.Errorf("%w: shard %d: lock word names thread %d, which is not a live thread of its recorded holder %v",
+					ErrCorrupt, sh, st.OwnerTID, st.Owner)
 			}
 			suspect, suspected = st, true
 		} else {
 			suspected = false
 		}
 		if !time.Now().Before(deadline) {
-			return fmt.Errorf("shmmap: shard %d: lock held for over %v by thread %d of %v: %w: %w",
-				sh, m.lockTimeout, st.OwnerTID, st.Owner, ErrLockTimeout, err)
+			return fmt.Errorf("%w: shard %d: lock held for over %v by thread %d of %v: %w",
+				ErrLockTimeout, sh, m.lockTimeout, st.OwnerTID, st.Owner, err)
 		}
 	}
 }

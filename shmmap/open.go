@@ -6,6 +6,7 @@ import (
 	"reflect"
 
 	"github.com/shmkit/shmkit/internal/mem"
+	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/segment"
 )
@@ -16,24 +17,33 @@ func typeSpans[K comparable, V any]() (kt, vt reflect.Type, ks, vs []span, err e
 	kt, vt = reflect.TypeFor[K](), reflect.TypeFor[V]()
 	for _, t := range []reflect.Type{kt, vt} {
 		if _, err := layout.Describe(t); err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("shmmap: %w", err)
+			return nil, nil, nil, nil, err
 		}
 	}
 	if ks, err = byteSpans(kt, false); err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("shmmap: key type %s: %w", kt, err)
+		return nil, nil, nil, nil, fmt.Errorf("key type %s: %w", kt, err)
 	}
 	if vs, err = byteSpans(vt, true); err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("shmmap: value type %s: %w", vt, err)
+		return nil, nil, nil, nil, fmt.Errorf("value type %s: %w", vt, err)
 	}
 	return kt, vt, ks, vs, nil
 }
 
 // Create makes a new shared map at spec (see package segment for spec
 // strings) sized for capacity keys. It fails with fs.ErrExist if the
-// segment exists. The caller should segment.Remove(spec) when the map is no
-// longer needed; Close only unmaps.
+// segment exists, and with ErrCapacity if capacity (or WithShards) is out
+// of range. The caller should Remove(spec) when the map is no longer
+// needed; Close only unmaps.
 func Create[K comparable, V any](spec string, capacity int, opts ...Option) (*Map[K, V], error) {
-	c := buildConfig(opts)
+	cfg, c, err := buildConfig("create", spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	m, err := create[K, V](spec, capacity, cfg, c)
+	return m, layout.WrapOp("shmmap", "create", spec, err)
+}
+
+func create[K comparable, V any](spec string, capacity int, cfg options.Config, c mapSettings) (*Map[K, V], error) {
 	kt, vt, ks, vs, err := typeSpans[K, V]()
 	if err != nil {
 		return nil, err
@@ -50,7 +60,7 @@ func Create[K comparable, V any](spec string, capacity int, opts ...Option) (*Ma
 	ss := uint64(slotSize[K, V]())
 	total := shards * g.perShard
 	if total > (1<<46)/ss {
-		return nil, fmt.Errorf("shmmap: %d slots of %d bytes is too large", total, ss)
+		return nil, fmt.Errorf("%w: %d: %d slots of %d bytes is too large", ErrCapacity, capacity, total, ss)
 	}
 	d := layout.Desc{
 		Kind:     layout.KindMap,
@@ -68,7 +78,7 @@ func Create[K comparable, V any](spec string, capacity int, opts ...Option) (*Ma
 	d.Params[paramShardLimit] = g.limit
 	// A new segment is zero-filled, and zero is the empty table: empty
 	// slots, unlocked mutexes, even sequence counts, no redo records.
-	s, err := layout.Create(spec, d, nil, c.layout...)
+	s, err := layout.Create(spec, d, nil, cfg.Layout...)
 	if err != nil {
 		return nil, err
 	}
@@ -86,12 +96,20 @@ func Create[K comparable, V any](spec string, capacity int, opts ...Option) (*Ma
 // fails with ErrTypeMismatch if the segment holds other types or another
 // kind of structure, and with ErrCorrupt if its geometry does not validate.
 func Open[K comparable, V any](spec string, opts ...Option) (*Map[K, V], error) {
-	c := buildConfig(opts)
+	cfg, c, err := buildConfig("open", spec, opts)
+	if err != nil {
+		return nil, err
+	}
+	m, err := open[K, V](spec, cfg, c)
+	return m, layout.WrapOp("shmmap", "open", spec, err)
+}
+
+func open[K comparable, V any](spec string, cfg options.Config, c mapSettings) (*Map[K, V], error) {
 	kt, vt, ks, vs, err := typeSpans[K, V]()
 	if err != nil {
 		return nil, err
 	}
-	s, err := layout.Open(spec, layout.Expect{Kind: layout.KindMap, Types: []reflect.Type{kt, vt}}, c.layout...)
+	s, err := layout.Open(spec, layout.Expect{Kind: layout.KindMap, Types: []reflect.Type{kt, vt}}, cfg.Layout...)
 	if err != nil {
 		return nil, err
 	}
@@ -110,7 +128,7 @@ func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (*Map[K, V], 
 	h := s.Header()
 	p := h.Params
 	corrupt := func(format string, args ...any) error {
-		return fmt.Errorf("shmmap: %s: %w: %s", s.Raw().Spec(), ErrCorrupt, fmt.Sprintf(format, args...))
+		return fmt.Errorf("%w: %s", ErrCorrupt, fmt.Sprintf(format, args...))
 	}
 	g, err := checkedGeometry(s)
 	if err != nil {
@@ -130,7 +148,7 @@ func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (*Map[K, V], 
 	}
 	slots, err := layout.ViewSlice[slot[K, V]](s, 1, int(shards*perShard))
 	if err != nil {
-		return nil, fmt.Errorf("shmmap: %w", err)
+		return nil, fmt.Errorf("slots: %w", err)
 	}
 	var k K
 	m := &Map[K, V]{
@@ -147,6 +165,7 @@ func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (*Map[K, V], 
 		capacity:   int(h.Capacity),
 		seed:       p[paramSeed],
 		readOnly:   s.Raw().ReadOnly(),
+		spec:       s.Raw().Spec().String(),
 	}
 	return m, nil
 }

@@ -11,6 +11,18 @@ import (
 // methods of this map (it would deadlock on its own shard). If fn panics,
 // nothing is changed and the lock is released.
 func (m *Map[K, V]) Update(k K, fn func(v V, ok bool) (nv V, keep bool)) error {
+	return m.update("update", k, fn)
+}
+
+// update is Update with its errors named as operation op.
+func (m *Map[K, V]) update(op string, k K, fn func(v V, ok bool) (nv V, keep bool)) error {
+	if err := m.updateErr(k, fn); err != nil {
+		return m.wrap(op, err)
+	}
+	return nil
+}
+
+func (m *Map[K, V]) updateErr(k K, fn func(v V, ok bool) (nv V, keep bool)) error {
 	if m.closed.Load() {
 		return ErrClosed
 	}
@@ -44,7 +56,7 @@ func (m *Map[K, V]) Update(k K, fn func(v V, ok bool) (nv V, keep bool)) error {
 // non-padding bytes equal old's (bitwise: float fields compare by their
 // bits), and reports whether it did.
 func (m *Map[K, V]) CompareAndSwap(k K, old, new V) (swapped bool, err error) {
-	err = m.Update(k, func(cur V, ok bool) (V, bool) {
+	err = m.update("compare-and-swap", k, func(cur V, ok bool) (V, bool) {
 		if ok && equalSpans(m.valSpans, &cur, &old) {
 			swapped = true
 			return new, true
@@ -57,7 +69,7 @@ func (m *Map[K, V]) CompareAndSwap(k K, old, new V) (swapped bool, err error) {
 // CompareAndDelete deletes k if its value's non-padding bytes equal old's,
 // and reports whether it did.
 func (m *Map[K, V]) CompareAndDelete(k K, old V) (deleted bool, err error) {
-	err = m.Update(k, func(cur V, ok bool) (V, bool) {
+	err = m.update("compare-and-delete", k, func(cur V, ok bool) (V, bool) {
 		if ok && equalSpans(m.valSpans, &cur, &old) {
 			deleted = true
 			return cur, false
@@ -70,7 +82,7 @@ func (m *Map[K, V]) CompareAndDelete(k K, old V) (deleted bool, err error) {
 // LoadOrStore returns the existing value for k (loaded true), or stores v
 // and returns it (loaded false).
 func (m *Map[K, V]) LoadOrStore(k K, v V) (actual V, loaded bool, err error) {
-	err = m.Update(k, func(cur V, ok bool) (V, bool) {
+	err = m.update("load-or-store", k, func(cur V, ok bool) (V, bool) {
 		if ok {
 			actual, loaded = cur, true
 			return cur, true
@@ -92,11 +104,11 @@ func (m *Map[K, V]) LoadOrStore(k K, v V) (actual V, loaded bool, err error) {
 // on is finished by its next writer.
 func (m *Map[K, V]) Clear() error {
 	if m.closed.Load() {
-		return ErrClosed
+		return m.wrap("clear", ErrClosed)
 	}
 	for sh := range m.shards {
 		if err := m.lock(sh); err != nil {
-			return err
+			return m.wrap("clear", err)
 		}
 		ctl := m.ctl(sh)
 		ctl.RedoOp = opClear

@@ -63,7 +63,7 @@ func (m *Map[K, V]) Get(k K) (v V, ok bool) {
 // lock fallback (ErrNotRecoverable, ErrCorrupt from a repair).
 func (m *Map[K, V]) Load(k K) (v V, ok bool, err error) {
 	if m.closed.Load() {
-		return v, false, ErrClosed
+		return v, false, m.wrap("load", ErrClosed)
 	}
 	tag, sh := m.tagOf(&k)
 	ctl := m.ctl(sh)
@@ -92,7 +92,10 @@ func (m *Map[K, V]) Load(k K) (v V, ok bool, err error) {
 		}
 		// A dead writer's logged mutation was just completed: read again.
 	}
-	return m.loadLocked(sh, tag, &k)
+	if v, ok, err = m.loadLocked(sh, tag, &k); err != nil {
+		err = m.wrap("load", err)
+	}
+	return v, ok, err
 }
 
 // probe looks k up in shard sh without the lock and returns the global

@@ -74,20 +74,20 @@ func (m *Map[K, V]) repair(sh uint64) error {
 	case opNone:
 	case opInsert, opUpdate, opDelete:
 		if rel >= m.perShard {
-			err = fmt.Errorf("shmmap: shard %d: %w: redo record names slot %d of %d", sh, ErrCorrupt, rel, m.perShard)
+			err = fmt.Errorf("%w: shard %d: redo record names slot %d of %d", ErrCorrupt, sh, rel, m.perShard)
 			break
 		}
 		r := m.redoEntry(sh)
 		switch op {
 		case opInsert:
 			if r.Meta&1 == 0 || r.Meta>>m.shardShift != sh {
-				err = fmt.Errorf("shmmap: shard %d: %w: redo entry tag %#x is not of this shard", sh, ErrCorrupt, r.Meta)
+				err = fmt.Errorf("%w: shard %d: redo entry tag %#x is not of this shard", ErrCorrupt, sh, r.Meta)
 				break
 			}
 			m.slots[base+rel] = *r
 		case opUpdate:
 			if m.slots[base+rel].Meta == 0 {
-				err = fmt.Errorf("shmmap: shard %d: %w: redo update of empty slot %d", sh, ErrCorrupt, rel)
+				err = fmt.Errorf("%w: shard %d: redo update of empty slot %d", ErrCorrupt, sh, rel)
 				break
 			}
 			m.slots[base+rel].Val = r.Val
@@ -97,7 +97,7 @@ func (m *Map[K, V]) repair(sh uint64) error {
 	case opClear:
 		m.clearShard(sh)
 	default:
-		err = fmt.Errorf("shmmap: shard %d: %w: unknown redo op %#x", sh, ErrCorrupt, op)
+		err = fmt.Errorf("%w: shard %d: unknown redo op %#x", ErrCorrupt, sh, op)
 	}
 	ctl.Count.Store(m.countShard(sh))
 	ctl.Seq.EndWrite()

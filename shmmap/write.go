@@ -13,16 +13,19 @@ import (
 // it if its redo record was published).
 func (m *Map[K, V]) Put(k K, v V) error {
 	if m.closed.Load() {
-		return ErrClosed
+		return m.wrap("put", ErrClosed)
 	}
 	tag, sh := m.tagOf(&k)
 	m.touch(sh, tag)
 	if err := m.lock(sh); err != nil {
-		return err
+		return m.wrap("put", err)
 	}
 	err := m.putLocked(sh, tag, &k, &v)
 	m.unlock(sh)
-	return err
+	if err != nil {
+		return m.wrap("put", err)
+	}
+	return nil
 }
 
 // touch loads the key's home slot before the lock is taken, so that its
@@ -52,7 +55,7 @@ func (m *Map[K, V]) writeInsert(sh, idx, tag uint64, k *K, v *V) error {
 	ctl := m.ctl(sh)
 	n := ctl.Count.Load()
 	if n >= m.limit {
-		return fmt.Errorf("shmmap: put: shard %d holds %d keys, its limit: %w", sh, n, ErrFull)
+		return fmt.Errorf("%w: shard %d holds %d keys, its limit", ErrFull, sh, n)
 	}
 	r := m.redoEntry(sh)
 	r.Meta, r.Key, r.Val = tag, *k, *v
@@ -149,12 +152,20 @@ func (m *Map[K, V]) shiftFrom(sh, hole uint64) {
 // lock failures) report false; LoadAndDelete returns them. A Delete killed
 // midway is completed by the next writer of the shard if it had begun.
 func (m *Map[K, V]) Delete(k K) bool {
-	_, ok, _ := m.LoadAndDelete(k)
+	_, ok, _ := m.loadAndDelete(k)
 	return ok
 }
 
 // LoadAndDelete removes k and returns the value it had.
 func (m *Map[K, V]) LoadAndDelete(k K) (v V, loaded bool, err error) {
+	v, loaded, err = m.loadAndDelete(k)
+	if err != nil {
+		err = m.wrap("delete", err)
+	}
+	return v, loaded, err
+}
+
+func (m *Map[K, V]) loadAndDelete(k K) (v V, loaded bool, err error) {
 	if m.closed.Load() {
 		return v, false, ErrClosed
 	}
@@ -190,5 +201,5 @@ func (m *Map[K, V]) find(sh, tag uint64, k *K) (idx uint64, found bool, err erro
 		}
 		i = m.next(i)
 	}
-	return 0, false, fmt.Errorf("shmmap: shard %d: %w: no empty slot in %d slots", sh, ErrCorrupt, m.perShard)
+	return 0, false, fmt.Errorf("%w: shard %d: no empty slot in %d slots", ErrCorrupt, sh, m.perShard)
 }

@@ -60,7 +60,8 @@ var ErrReadOnly = errors.New("shmkit: read-only map handle")
 // lock timeout (WithLockTimeout, default DefaultLockTimeout) by a process
 // that looks alive: a writer stopped (SIGSTOP, a debugger) inside its
 // critical section, or a peer that scribbled the lock word with the id of
-// a live thread. Errors wrapping it also wrap context.DeadlineExceeded.
+// a live thread of the recorded holder (even one of this process's own
+// keeper threads: see TestScribbledOwnKeeperTID). Errors wrapping it also wrap context.DeadlineExceeded.
 var ErrLockTimeout = errors.New("shmkit: map shard lock not acquired in time")
 
 // DefaultLockTimeout bounds how long an operation waits for a shard lock

@@ -5,7 +5,6 @@ import (
 	"os"
 	"slices"
 
-	"github.com/shmkit/shmkit/segment"
 	"github.com/shmkit/shmkit/shmmap"
 )
 
@@ -27,7 +26,7 @@ func ExampleMap() {
 		fmt.Println(err)
 		return
 	}
-	defer segment.Remove(spec)
+	defer shmmap.Remove(spec)
 	defer m.Close()
 
 	for u := range uint64(3) {

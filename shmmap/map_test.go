@@ -222,9 +222,9 @@ func TestTypeRules(t *testing.T) {
 	_, err = shmmap.Create[int, *int](spec, 10)
 	require.ErrorIs(t, err, shmmap.ErrUnsupportedType)
 	_, err = shmmap.Create[int, int](spec, 0)
-	require.Error(t, err)
+	require.ErrorIs(t, err, shmmap.ErrCapacity)
 	_, err = shmmap.Create[int, int](spec, 10, shmmap.WithShards(3))
-	require.Error(t, err)
+	require.ErrorIs(t, err, shmmap.ErrCapacity)
 
 	// Float values are fine (compared bitwise by CompareAndSwap).
 	m, err := shmmap.Create[int64, float64](spec, 10)

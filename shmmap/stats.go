@@ -53,7 +53,7 @@ type ShardStats struct {
 // Stats scans the map and returns its statistics.
 func (m *Map[K, V]) Stats() (Stats, error) {
 	if m.closed.Load() {
-		return Stats{}, ErrClosed
+		return Stats{}, m.wrap("stats", ErrClosed)
 	}
 	t := table{
 		shardMem: m.shardMem, stride: m.stride,
@@ -71,9 +71,14 @@ func (m *Map[K, V]) Stats() (Stats, error) {
 // layout.KindMap}) (read-only is enough). It takes no lock and changes
 // nothing; Repairs and LockedReads, which count per handle, are zero.
 func Inspect(s *layout.Segment) (Stats, error) {
+	st, err := inspect(s)
+	return st, layout.WrapOp("shmmap", "inspect", s.Raw().Spec().String(), err)
+}
+
+func inspect(s *layout.Segment) (Stats, error) {
 	h := s.Header()
 	if h.Kind != layout.KindMap {
-		return Stats{}, fmt.Errorf("shmmap: %w: segment holds a %s, not a map", ErrTypeMismatch, h.Kind)
+		return Stats{}, fmt.Errorf("%w: segment holds a %s, not a map", ErrTypeMismatch, h.Kind)
 	}
 	g, err := checkedGeometry(s)
 	if err != nil {
@@ -86,8 +91,8 @@ func Inspect(s *layout.Segment) (Stats, error) {
 	t.stride, t.slotSize = r0/shards, r1/slots
 	if r0%shards != 0 || t.stride%layout.LineSize != 0 || t.stride < ctlHeaderSize+t.slotSize ||
 		r1%slots != 0 || t.slotSize < 8 || t.slotSize%8 != 0 {
-		return Stats{}, fmt.Errorf("shmmap: %s: %w: regions of %d and %d bytes do not fit %d shards of %d slots",
-			s.Raw().Spec(), ErrCorrupt, r0, r1, shards, g.perShard)
+		return Stats{}, fmt.Errorf("%w: regions of %d and %d bytes do not fit %d shards of %d slots",
+			ErrCorrupt, r0, r1, shards, g.perShard)
 	}
 	return t.stats(int(h.Capacity), int(g.limit), h.Params[paramSeed]), nil
 }
@@ -142,7 +147,7 @@ func (t *table) stats(capacity, limit int, seed uint64) Stats {
 // ErrCorrupt that lists the first problems found.
 func (m *Map[K, V]) Check() error {
 	if m.closed.Load() {
-		return ErrClosed
+		return m.wrap("check", ErrClosed)
 	}
 	var errs []error
 	for sh := range m.shards {
@@ -159,7 +164,7 @@ func (m *Map[K, V]) Check() error {
 	if len(errs) == 0 {
 		return nil
 	}
-	return errors.Join(errs...)
+	return m.wrap("check", errors.Join(errs...))
 }
 
 // checkShard verifies locked shard sh.
@@ -167,7 +172,7 @@ func (m *Map[K, V]) checkShard(sh uint64) []error {
 	var errs []error
 	bad := func(format string, args ...any) {
 		if len(errs) < 4 {
-			errs = append(errs, fmt.Errorf("shmmap: shard %d: %w: %s", sh, ErrCorrupt, fmt.Sprintf(format, args...)))
+			errs = append(errs, fmt.Errorf("%w: shard %d: %s", ErrCorrupt, sh, fmt.Sprintf(format, args...)))
 		}
 	}
 	ctl := m.ctl(sh)

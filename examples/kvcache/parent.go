@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/layout"
-	"github.com/shmkit/shmkit/segment"
 	"github.com/shmkit/shmkit/shmmap"
 )
 
@@ -38,7 +37,7 @@ func parentMain(cfg config) int {
 		// (they could inherit it like the counters); it stays named so
 		// that `shmctl stat` can look at it while the example runs.
 		defer func() {
-			if err := segment.Remove(spec); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := shmmap.Remove(spec); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				fmt.Fprintln(os.Stderr, "kvcache:", err)
 			}
 		}()

@@ -1,0 +1,99 @@
+// Package shmmap is a fixed-capacity hash table in a shared-memory segment:
+// many processes read and write one Map[K, V] with no server in between.
+//
+// # Design
+//
+// Shards. The table is split into 2^b independent shards (by default about
+// 1024 keys per shard, at most 256 shards; WithShards overrides). A key's 64-bit hash picks its
+// shard by its top bits; each shard is its own open-addressing array with
+// its own robust writer lock, sequence count, live count and redo record.
+// Probes never leave a shard, so one shard lock covers every slot a
+// mutation touches and readers of other shards are never disturbed.
+//
+// Hash. hash(k) = xxhash64(LE64(seed) || the non-padding bytes of k). The
+// seed is chosen at Create (random, or WithSeed) and stored in the segment
+// header, so every process computes the same hash (hash/maphash cannot: its
+// seeds are per process). Padding bytes are left out because a struct key
+// can carry garbage there; keys are then compared with ==, which also
+// ignores padding. Float and complex key fields are rejected with
+// ErrUnsupportedType: == on them is not bitwise (+0 == -0 with different
+// bytes, NaN != NaN), so a key could hash two ways or never be found; key on
+// math.Float64bits instead.
+//
+// Slots and deletion. Linear probing with backward-shift deletion: deleting
+// a key moves later entries of its cluster back into the hole, so the shard
+// is always exactly as if the live keys had been inserted with no deletions
+// in between. There are no tombstones, so probe lengths depend only on the
+// load factor and never degrade under insert/delete churn, and no periodic
+// rehash (with its own crash window) is needed. Each slot stores the key's
+// tag (hash | 1) next to the key: the shift computes home slots from it
+// without rehashing, and lookups compare keys only when tags match.
+//
+// Capacity. Each shard accepts at most 3/4 of its slots (the maximum load
+// factor; linear probing then expects ~2.5 probes for a hit and ~8.5 for a
+// miss). Create sizes shards so that capacity keys spread by the hash fit
+// with overwhelming probability: each shard's limit is the per-shard mean
+// plus six standard deviations plus 8, and it has 4/3 of that in slots
+// (rounded up to a multiple of 8; shard sizes need not be powers of two, a
+// key's home slot comes from a multiply-shift of its hash). So Len can go
+// somewhat past capacity, and Put returns ErrFull when the key's own shard
+// is at its limit. With one shard (WithShards(1)) the limit is exactly
+// 3/4 of the slots, at least capacity. A slot is an 8-byte tag, K and V
+// (Go-aligned): 1 M keys of 8 bytes with 64-byte values take 122 MB.
+//
+// Readers. Get normally takes no lock and makes no system call. It reads
+// the shard's sequence count, probes and copies the value out, and rereads
+// the count; if a writer was active it retries. After readAttempts failed
+// attempts (a writer is descheduled, or died mid-write leaving the count
+// odd) it takes the shard lock, which blocks only behind a live writer and
+// goes through the repair path below if the writer died; then it reads
+// under the lock. So a Get never returns a torn value and never spins
+// forever; it waits only as long as a live writer holds its shard (a
+// writer stopped with SIGSTOP mid-write stalls that shard's readers until
+// it continues or dies). All snapshots one shard at a time the same way.
+// The copy is made with plain loads: on amd64 (TSO) they cannot pass the
+// re-read of the count; on arm64 a store-release on a stack word orders
+// them (fence_arm64.go).
+//
+// Writers and crashes. A mutation is described in the shard's redo record
+// (op, slot, and a full copy of the new entry) before any slot changes:
+//
+//	write redo entry, RedoSlot; RedoOp = op   (publish the intent)
+//	seq.BeginWrite; mutate slots, Count; seq.EndWrite
+//	RedoOp = none                              (done)
+//
+// Every op is idempotent when replayed from its record: insert and update
+// copy the logged entry or value into the logged slot; delete runs the
+// backward shift from the hole recorded in RedoSlot, which is advanced after
+// each moved entry (rerunning a shift from an already-filled hole finds the
+// same entry to move, or nothing); clear empties the shard. A writer
+// SIGKILLed at any instruction leaves the lock word to the kernel's robust
+// list: the next locker (writer, or a reader that fell back) gets
+// ErrOwnerDead, replays the record under an odd sequence count, recounts
+// the shard, makes the count even and marks the lock consistent. So the
+// in-flight mutation of a killed writer is either fully applied (its record
+// was published) or not at all; nothing else is ever lost, and the table is
+// never left torn. A repairer killed mid-repair is repaired in turn.
+// A published mutation takes effect when it is repaired, normally by the
+// next access to the shard: a reader that finds the count odd falls back to
+// the lock; one that finds the count even but the redo record set tries the
+// lock without waiting, which succeeds at once if the kernel has reported
+// the holder dead, and finishes the mutation itself.
+//
+// Never trusting the segment. Every index read from shared memory is masked
+// or checked against the shard size, every probe and shift is bounded by
+// the shard size, and Check walks the whole table. A blocked lock checks
+// every quarter second that the lock word names a live thread of the
+// process recorded as its holder (a scribbled word naming some unrelated
+// live thread would otherwise never be released) and gives up after the
+// lock timeout. It reports the word as corrupt only on definite evidence
+// (internal/proc: the recorded holder certainly exited, or its visible
+// /proc/PID/task certainly lacks the thread); under any doubt (hidepid,
+// EPERM) it waits, so a live holder is never reported bogus. A peer that scribbles garbage can make operations return
+// ErrCorrupt or odd values, but never panic, index out of range or hang.
+//
+// Concurrency. A Map handle may be used from any number of goroutines, and
+// any number of processes may Open the same segment. Close must not race
+// with other calls on the same handle. Values are returned by copy: nothing
+// returned aliases shared memory.
+package shmmap

@@ -1,0 +1,5 @@
+//go:build !race
+
+package shmbus
+
+const raceEnabled = false

@@ -345,15 +345,17 @@ func TestWaitSet(t *testing.T) {
 	ws, err := shmsync.NewWaitSet(s1)
 	require.NoError(t, err)
 	defer ws.Close()
+	pub := make(chan error, 1)
 	go func() {
 		time.Sleep(5 * time.Millisecond)
-		_ = b.Publish(context.Background(), makeMsg(0))
+		pub <- b.Publish(context.Background(), makeMsg(0))
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	i, err := ws.Wait(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 0, i)
+	require.NoError(t, <-pub)
 }
 
 func TestNoAllocs(t *testing.T) {

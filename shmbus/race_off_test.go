@@ -1,5 +1,0 @@
-//go:build !race
-
-package shmbus
-
-const raceEnabled = false

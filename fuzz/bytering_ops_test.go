@@ -229,7 +229,10 @@ func byteRingStep(t *testing.T, step int, r *byteReader, br *shmring.ByteRing, s
 		if br.Len() != int(m.tail-m.head) {
 			fail("Len %d, want %d", br.Len(), m.tail-m.head)
 		}
-		st := br.Stats()
+		st, err := br.Stats()
+		if err != nil {
+			fail("Stats: %v", err)
+		}
 		if st.Head != m.head || st.Tail != m.tail || st.Cap != m.cap {
 			fail("Stats %+v", st)
 		}

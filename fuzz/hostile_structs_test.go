@@ -106,8 +106,8 @@ func TestHostileRingConsumer(t *testing.T) {
 			if n := r.Len(); n < 0 || n > r.Cap() {
 				t.Errorf("Len %d outside [0, %d]", n, r.Cap())
 			}
-			_ = r.Stats()
-			return nil
+			_, err := r.Stats()
+			return err
 		default:
 			s, err := r.Peek(64)
 			if err == nil && len(s) > r.Cap() {
@@ -162,8 +162,8 @@ func TestHostileByteRingReader(t *testing.T) {
 			return r.Release()
 		default:
 			_ = r.Len()
-			_ = r.Stats()
-			return nil
+			_, err := r.Stats()
+			return err
 		}
 	})
 	if prod.finish(t, "producer") {

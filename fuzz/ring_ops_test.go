@@ -198,7 +198,10 @@ func ringStep(t *testing.T, step int, r *byteReader, ring *shmring.Ring[item], s
 		if ring.Len() != len(m.items) {
 			fail("Len %d, want %d", ring.Len(), len(m.items))
 		}
-		st := ring.Stats()
+		st, err := ring.Stats()
+		if err != nil {
+			fail("Stats: %v", err)
+		}
 		if st.Len != uint64(len(m.items)) || st.Head != m.head || st.Tail != m.tail || st.Cap != m.cap {
 			fail("Stats %+v", st)
 		}

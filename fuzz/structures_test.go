@@ -102,7 +102,8 @@ func openRingAndUse[T any](t *testing.T, spec string) {
 	if n := r.Len(); n < 0 || n > r.Cap() {
 		t.Errorf("Len %d outside [0, %d]", n, r.Cap())
 	}
-	_ = r.Stats()
+	_, err = r.Stats()
+	checkErr(t, "Stats", err)
 	s, err := r.Peek(r.Cap() + 1)
 	checkErr(t, "Peek", err)
 	if len(s) > r.Cap() {
@@ -134,7 +135,8 @@ func openByteRingAndUse(t *testing.T, spec string) {
 	}
 	defer r.Close()
 	_ = r.Len()
-	_ = r.Stats()
+	_, err = r.Stats()
+	checkErr(t, "Stats", err)
 	for range 8 {
 		p, err := r.Read()
 		if err != nil {

@@ -4,12 +4,13 @@
 //
 //   - block: the slow subscriber holds the publisher back; nobody misses
 //     anything, and the publisher's rate drops to the slow one's.
+//
 //   - overwrite: the publisher never waits; the slow subscriber is lapped
 //     and told how many messages it missed (ErrLagged), and what it
 //     received plus what it missed is exactly what was published.
 //
-//	go run ./examples/fanout                   # both policies, 20000 messages
-//	go run ./examples/fanout -policy overwrite -n 100000
+//     go run ./examples/fanout                   # both policies, 20000 messages
+//     go run ./examples/fanout -policy overwrite -n 100000
 //
 // The subscribers are this binary re-executed with -sub. While publishing,
 // the parent prints the bus's stats (lag and lapped count per subscriber)

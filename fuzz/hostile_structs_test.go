@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/layout"
+	"github.com/shmkit/shmkit/shmbus"
 	"github.com/shmkit/shmkit/shmmap"
 	"github.com/shmkit/shmkit/shmqueue"
 	"github.com/shmkit/shmkit/shmring"
@@ -106,8 +107,8 @@ func TestHostileRingConsumer(t *testing.T) {
 			if n := r.Len(); n < 0 || n > r.Cap() {
 				t.Errorf("Len %d outside [0, %d]", n, r.Cap())
 			}
-			_, _ = r.Stats() // any error is fine; a panic or hang is not
-			return nil
+			_, err := r.Stats()
+			return err
 		default:
 			s, err := r.Peek(64)
 			if err == nil && len(s) > r.Cap() {
@@ -162,8 +163,8 @@ func TestHostileByteRingReader(t *testing.T) {
 			return r.Release()
 		default:
 			_ = r.Len()
-			_, _ = r.Stats() // any error is fine; a panic or hang is not
-			return nil
+			_, err := r.Stats()
+			return err
 		}
 	})
 	if prod.finish(t, "producer") {
@@ -289,5 +290,82 @@ func removeSemSet(t *testing.T, params [layout.MaxParams]uint64) {
 	}
 	if err := s.Remove(); err != nil {
 		t.Errorf("remove semaphore set %d: %v", params[4], err)
+	}
+}
+
+// TestHostileBus scribbles over a live bus (cursors, subscriber table,
+// sequence words, slots) while a publisher publishes and subscribers read,
+// join, leave and inspect, in both policies.
+func TestHostileBus(t *testing.T) {
+	for _, over := range []shmbus.Overflow{shmbus.Block, shmbus.Overwrite} {
+		t.Run(over.String(), func(t *testing.T) {
+			spec := hostileSpec(t, "hostile-bus")
+			b, err := shmbus.Create[item](spec, 64, shmbus.WithOverflow(over), shmbus.WithMaxSubscribers(8))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var n uint64
+			pub := startPeer(func(ctx context.Context) {
+				_ = b.Publish(ctx, mkItem(n))
+				n++
+			})
+			subs := make([]*shmbus.Subscriber[item], 3)
+			buf := make([]item, 16)
+			runHostile(t, spec, b.Segment(), hostileOps(3000), func(ctx context.Context, i int) error {
+				k := i % len(subs)
+				s := subs[k]
+				if s == nil {
+					var opts []shmbus.SubscribeOption
+					if k == 0 {
+						opts = append(opts, shmbus.Durable("hostile"))
+					}
+					if i%2 == 0 {
+						opts = append(opts, shmbus.FromOldest())
+					}
+					var err error
+					if s, err = b.Subscribe(opts...); err != nil {
+						return err
+					}
+					subs[k] = s
+				}
+				switch i % 7 {
+				case 0:
+					_, err := s.Next(ctx)
+					return err
+				case 1:
+					_, err := s.NextBatch(ctx, buf)
+					return err
+				case 2:
+					if over == shmbus.Overwrite {
+						_, err := s.Next(ctx) // no zero-copy reads: the publisher may overwrite any slot
+						return err
+					}
+					p, err := s.PeekWait(ctx, 8)
+					if err != nil {
+						return err
+					}
+					for j := range p {
+						_ = p[j]
+					}
+					return s.Release(len(p))
+				case 3:
+					_, err := s.TryNext()
+					return err
+				case 4:
+					_, err := b.Stats()
+					_ = s.Lag()
+					return err
+				case 5:
+					subs[k] = nil
+					return s.Close()
+				default:
+					_, err := s.Next(ctx)
+					return err
+				}
+			})
+			if pub.finish(t, "publisher") {
+				_ = b.Close()
+			}
+		})
 	}
 }

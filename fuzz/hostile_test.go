@@ -131,7 +131,7 @@ const (
 // hostileOK are the errors a reader may return under a scribbler.
 var hostileOK = append([]error{
 	layout.ErrClosed, layout.ErrFull, layout.ErrEmpty, layout.ErrRoleTaken,
-	layout.ErrOwnerDead, layout.ErrNotRecoverable, context.DeadlineExceeded,
+	layout.ErrOwnerDead, layout.ErrNotRecoverable, layout.ErrLagged, context.DeadlineExceeded,
 	shmmap.ErrLockTimeout,
 }, openSentinels...)
 

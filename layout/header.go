@@ -72,6 +72,7 @@ const (
 	KindByteRing Kind = 3
 	KindQueue    Kind = 4
 	KindMap      Kind = 5
+	KindBus      Kind = 6
 )
 
 func (k Kind) String() string {
@@ -88,11 +89,13 @@ func (k Kind) String() string {
 		return "queue"
 	case KindMap:
 		return "map"
+	case KindBus:
+		return "bus"
 	}
 	return fmt.Sprintf("kind(%d)", uint32(k))
 }
 
-func (k Kind) known() bool { return k >= KindValue && k <= KindMap }
+func (k Kind) known() bool { return k >= KindValue && k <= KindBus }
 
 // Init states. Chosen far apart so a flipped bit never turns one into
 // another (or into zero).

@@ -51,9 +51,10 @@
 // forever; it waits only as long as a live writer holds its shard (a
 // writer stopped with SIGSTOP mid-write stalls that shard's readers until
 // it continues or dies). All snapshots one shard at a time the same way.
-// The copy is made with plain loads: on amd64 (TSO) they cannot pass the
-// re-read of the count; on arm64 a store-release on a stack word orders
-// them (fence_arm64.go).
+// The copy is made with plain loads; SeqCount.Retry orders them before its
+// re-read of the count (a no-op on amd64, STLR+LDAR on arm64: see
+// shmkit/sync's SeqCount), and SeqCount.BeginWrite orders the odd count
+// before a writer's plain slot stores.
 //
 // Writers and crashes. A mutation is described in the shard's redo record
 // (op, slot, and a full copy of the new entry) before any slot changes:

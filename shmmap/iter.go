@@ -58,7 +58,6 @@ func (m *Map[K, V]) snapshot(sh uint64, buf []entry[K, V]) ([]entry[K, V], error
 			continue
 		}
 		out := copyOut(buf[:0])
-		readFence()
 		if !seq.Retry(start) {
 			return out, nil
 		}

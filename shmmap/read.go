@@ -49,7 +49,6 @@ func (m *Map[K, V]) Get(k K) (v V, ok bool) {
 					i = 0
 				}
 			}
-			readFence()
 			if !seq.Retry(start) && atomic.LoadUint32(&ctl.RedoOp) == opNone {
 				return v, ok
 			}
@@ -83,7 +82,6 @@ func (m *Map[K, V]) Load(k K) (v V, ok bool, err error) {
 		} else {
 			v = *new(V)
 		}
-		readFence()
 		if seq.Retry(start) {
 			continue
 		}

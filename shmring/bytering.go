@@ -142,6 +142,10 @@ func (r *ByteRing) Len() int {
 // Tail in bytes).
 func (r *ByteRing) Stats() (RingStats, error) { return r.stats(layout.KindByteRing) }
 
+// CloseWrites ends the stream, as Ring.CloseWrites does: the reader reads
+// what is there and then gets ErrClosed.
+func (r *ByteRing) CloseWrites() error { return r.closeWrites() }
+
 // WaitSource makes a ByteRing a sync.Waitable: a WaitSet reports it when a
 // record is readable.
 func (r *ByteRing) WaitSource() (*shmsync.Notifier, func() bool) { return r.waitSource() }

@@ -60,7 +60,11 @@ type control struct {
 	// the holder's proc.Word (pid and start time; see internal/proc).
 	producer atomic.Uint64
 	consumer atomic.Uint64
-	_        [layout.LineSize - 16]byte
+	// writesClosed is set (once, for good) by CloseWrites, after the
+	// producer's last publish: a consumer that finds the ring empty and
+	// this set has read everything.
+	writesClosed atomic.Uint64
+	_            [layout.LineSize - 24]byte
 }
 
 // controlSize is the size of the control region.
@@ -150,8 +154,24 @@ func (c *core) init(seg *layout.Segment, ctl *control, capacity uint64, cfg opti
 			c.cerr = err
 			return true
 		}
-		return ok
+		if ok || c.ctl.writesClosed.Load() == 0 {
+			return ok
+		}
+		// Closed: the producer published everything before it set the
+		// flag, so one more look at the tail is final.
+		if ok, err = c.refreshTail(c.readyPos); err != nil || ok {
+			c.cerr = err
+			return true
+		}
+		c.cerr = c.drained()
+		return true
 	}
+}
+
+// drained is the consumer's error once writes are closed and everything
+// was read.
+func (c *core) drained() error {
+	return layout.WrapOp("shmring", "consume", c.name, fmt.Errorf("%w: the producer closed writes and every item was read", ErrClosed))
 }
 
 // corrupt builds the error for cursors that fail validation.
@@ -357,6 +377,9 @@ func (c *core) claimProducer() error {
 	case roleClosed:
 		return layout.WrapOp("shmring", "produce", c.name, ErrClosed)
 	}
+	if c.ctl.writesClosed.Load() != 0 {
+		return layout.WrapOp("shmring", "produce", c.name, fmt.Errorf("%w: writes were closed (CloseWrites)", ErrClosed))
+	}
 	if err := c.claim(roleProducer); err != nil {
 		return err
 	}
@@ -424,6 +447,7 @@ type RingStats struct {
 	Consumer        RoleHolder
 	ProducerWaiting bool // the producer may be parked on "not full"
 	ConsumerWaiting bool // a consumer (or WaitSet) may be parked on "not empty"
+	WritesClosed    bool // CloseWrites was called: no more items will come
 }
 
 // stats reads the shared state. The error is ErrClosed for a closed handle,
@@ -455,6 +479,7 @@ func (c *core) stats(kind layout.Kind) (RingStats, error) {
 	s.Consumer = decodeRole(c.ctl.consumer.Load())
 	s.ProducerWaiting = c.ctl.notFull.Waiting()
 	s.ConsumerWaiting = c.ctl.notEmpty.Waiting()
+	s.WritesClosed = c.ctl.writesClosed.Load() != 0
 	return s, corrupt
 }
 
@@ -550,6 +575,23 @@ func (c *core) waitSource() (*shmsync.Notifier, func() bool) {
 		if c.closed.Load() {
 			return true
 		}
-		return c.ctl.tail.Load() != c.ctl.head.Load()
+		return c.ctl.tail.Load() != c.ctl.head.Load() || c.ctl.writesClosed.Load() != 0
 	}
+}
+
+// closeWrites ends the stream: see Ring.CloseWrites.
+func (c *core) closeWrites() error {
+	if c.pstate != roleHeld {
+		if c.pstate == roleNone && c.ctl.writesClosed.Load() != 0 {
+			return nil // already closed, by us or a predecessor
+		}
+		if err := c.claimProducer(); err != nil {
+			return err
+		}
+	}
+	c.ctl.writesClosed.Store(1)
+	c.ctl.notEmpty.Notify()
+	c.release(roleProducer)
+	c.pstate = roleNone
+	return nil
 }

@@ -20,6 +20,7 @@ func TestControlLayout(t *testing.T) {
 	require.Equal(t, uintptr(3*layout.LineSize+8), unsafe.Offsetof(c.notFullAt))
 	require.Equal(t, uintptr(4*layout.LineSize), unsafe.Offsetof(c.producer))
 	require.Equal(t, uintptr(4*layout.LineSize+8), unsafe.Offsetof(c.consumer))
+	require.Equal(t, uintptr(4*layout.LineSize+16), unsafe.Offsetof(c.writesClosed))
 	require.Equal(t, uintptr(5*layout.LineSize), unsafe.Sizeof(c))
 	require.Equal(t, uint64(unsafe.Sizeof(c)), controlSize)
 	require.Equal(t, uintptr(8), unsafe.Sizeof(c.notEmpty), "the notifier padding assumes 8 bytes")

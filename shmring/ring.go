@@ -241,6 +241,18 @@ func (r *Ring[T]) Len() int {
 // when the cursors are inconsistent. Any goroutine may call it.
 func (r *Ring[T]) Stats() (RingStats, error) { return r.stats(layout.KindRing) }
 
+// CloseWrites ends the stream, for good: the consumer reads what is in the
+// ring and then gets ErrClosed from Pop, PopBatch and PeekWait (TryPop and
+// Peek report empty), and any later producer gets ErrClosed. It claims the
+// producer role if this handle does not hold it (ErrRoleTaken if a live
+// process does), and releases it. Calling it again is a no-op. A producer
+// that is SIGKILLed never closes: its consumer keeps waiting for a new
+// producer, which resumes from the shared cursor.
+func (r *Ring[T]) CloseWrites() error {
+	r.claimed = 0
+	return r.closeWrites()
+}
+
 // WaitSource makes a Ring a sync.Waitable: a WaitSet reports it when an
 // item is ready to pop.
 func (r *Ring[T]) WaitSource() (*shmsync.Notifier, func() bool) { return r.waitSource() }

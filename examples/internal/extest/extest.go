@@ -29,9 +29,22 @@ var (
 // returns the binary's path. Under -race the binary is built with -race too.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
+	return build(t, pkg, "", pkg, filepath.Base(pkg))
+}
+
+// BuildDir compiles the main package in dir, a module of its own (a program
+// as a user would write it, with its own go.mod), once per test process,
+// and returns the binary's path.
+func BuildDir(t testing.TB, dir, name string) string {
+	t.Helper()
+	return build(t, "dir:"+dir, dir, ".", name)
+}
+
+func build(t testing.TB, key, workdir, pkg, name string) string {
+	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if bin, ok := built[pkg]; ok {
+	if bin, ok := built[key]; ok {
 		return bin
 	}
 	if dir == "" {
@@ -45,16 +58,20 @@ func Build(t testing.TB, pkg string) string {
 	if err != nil {
 		t.Skipf("no go command to build %s: %v", pkg, err)
 	}
-	bin := filepath.Join(dir, filepath.Base(pkg))
+	bin := filepath.Join(dir, name)
 	args := []string{"build", "-o", bin}
 	if Race {
 		args = append(args, "-race")
 	}
 	cmd := exec.Command(gobin, append(args, pkg)...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	cmd.Dir = workdir
+	if workdir != "" {
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=mod")
 	}
-	built[pkg] = bin
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", key, err, out)
+	}
+	built[key] = bin
 	return bin
 }
 

@@ -115,7 +115,7 @@ type oslot[T any] struct {
 }
 
 // Create makes a bus of capacity slots of T in the segment named by spec.
-// capacity must be a power of two. Options: WithOverflow,
+// capacity is rounded up to a power of two (see layout.RoundCapacity). Options: WithOverflow,
 // WithMaxSubscribers, and the common ones. It fails with fs.ErrExist if
 // the object exists.
 func Create[T any](spec string, capacity int, opts ...Option) (*Bus[T], error) {
@@ -138,12 +138,14 @@ func Create[T any](spec string, capacity int, opts ...Option) (*Bus[T], error) {
 	if st.maxSubs < 1 || st.maxSubs > MaxSubscribers {
 		return nil, wrap(fmt.Errorf("%w: %d subscribers (must be in [1, %d])", ErrCapacity, st.maxSubs, MaxSubscribers))
 	}
-	if capacity <= 0 || capacity&(capacity-1) != 0 || uint64(capacity) > maxCapacity {
-		return nil, wrap(fmt.Errorf("%w: %d is not a power of two in [1, %d]", ErrCapacity, capacity, uint64(maxCapacity)))
+	slots, err := layout.RoundCapacity(capacity, 1, maxCapacity)
+	if err != nil {
+		return nil, wrap(err)
 	}
+	capacity = int(slots)
 	slotSize := slotSizeOf[T](st.overflow)
-	if uint64(capacity) > maxDataBytes/slotSize {
-		return nil, wrap(fmt.Errorf("%w: %d slots of %d bytes exceed the %d-byte limit", ErrCapacity, capacity, slotSize, uint64(maxDataBytes)))
+	if slots > maxDataBytes/slotSize {
+		return nil, wrap(fmt.Errorf("%w: %d slots of %d bytes exceed the %s limit", ErrCapacity, slots, slotSize, layout.FormatBytes(maxDataBytes)))
 	}
 	d := layout.Desc{
 		Kind:     layout.KindBus,

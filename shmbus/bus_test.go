@@ -279,7 +279,7 @@ func TestPublisherRole(t *testing.T) {
 
 func TestCreateOpenErrors(t *testing.T) {
 	spec := posixSpec(t)
-	_, err := Create[msg](spec, 3)
+	_, err := Create[msg](spec, 0)
 	require.ErrorIs(t, err, ErrCapacity)
 	_, err = Create[msg](spec, 8, WithMaxSubscribers(0))
 	require.ErrorIs(t, err, ErrCapacity)

@@ -59,16 +59,19 @@ const (
 
 func align8(n uint64) uint64 { return (n + 7) &^ 7 }
 
-// CreateBytes makes a byte ring with a data region of capacity bytes (a
-// power of two, at least 64) in the segment named by spec.
+// CreateBytes makes a byte ring with a data region of capacity bytes (at
+// least 64, rounded up to a power of two like every capacity: see
+// layout.RoundCapacity) in the segment named by spec.
 func CreateBytes(spec string, capacity int, opts ...Option) (*ByteRing, error) {
 	cfg, err := buildConfig("create", spec, opts)
 	if err != nil {
 		return nil, layout.WrapOp("shmring", "create", spec, err)
 	}
-	if capacity < minByteCap || capacity&(capacity-1) != 0 || uint64(capacity) > maxCapacity {
-		return nil, layout.WrapOp("shmring", "create", spec, fmt.Errorf("%w: %d bytes (must be a power of two in [%d, %d])", ErrCapacity, capacity, minByteCap, uint64(maxCapacity)))
+	size, err := layout.RoundCapacity(capacity, minByteCap, maxCapacity)
+	if err != nil {
+		return nil, layout.WrapOp("shmring", "create", spec, fmt.Errorf("byte ring size: %w", err))
 	}
+	capacity = int(size)
 	d := layout.Desc{
 		Kind:     layout.KindByteRing,
 		Capacity: uint64(capacity),

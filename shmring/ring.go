@@ -129,8 +129,8 @@ const (
 )
 
 // Create makes a ring of capacity slots of T in the segment named by spec
-// (e.g. "posix:/jobs"). capacity must be a power of two, at least 1, and the
-// slots must fit in 64 TiB. It fails with fs.ErrExist if the object exists.
+// (e.g. "posix:/jobs"). capacity is rounded up to a power of two (Cap
+// reports it; see layout.RoundCapacity), and the slots must fit in 64 TiB. It fails with fs.ErrExist if the object exists.
 // The new ring is empty and no role is claimed.
 func Create[T any](spec string, capacity int, opts ...Option) (*Ring[T], error) {
 	cfg, err := buildConfig("create", spec, opts)
@@ -145,12 +145,14 @@ func Create[T any](spec string, capacity int, opts ...Option) (*Ring[T], error) 
 	if ti.Size == 0 {
 		return nil, layout.WrapOp("shmring", "create", spec, fmt.Errorf("%w: %s has size 0", ErrUnsupportedType, t))
 	}
-	if capacity <= 0 || capacity&(capacity-1) != 0 {
-		return nil, layout.WrapOp("shmring", "create", spec, fmt.Errorf("%w: %d is not a power of two >= 1", ErrCapacity, capacity))
+	slots, err := layout.RoundCapacity(capacity, 1, maxCapacity)
+	if err != nil {
+		return nil, layout.WrapOp("shmring", "create", spec, err)
 	}
-	if uint64(capacity) > maxCapacity || uint64(capacity) > maxDataBytes/ti.Size {
-		return nil, layout.WrapOp("shmring", "create", spec, fmt.Errorf("%w: %d slots of %d bytes exceed the %d-byte limit", ErrCapacity, capacity, ti.Size, uint64(maxDataBytes)))
+	if slots > maxDataBytes/ti.Size {
+		return nil, layout.WrapOp("shmring", "create", spec, fmt.Errorf("%w: %d slots of %d bytes exceed the %s limit", ErrCapacity, slots, ti.Size, layout.FormatBytes(maxDataBytes)))
 	}
+	capacity = int(slots)
 	d := layout.Desc{
 		Kind:     layout.KindRing,
 		Types:    []reflect.Type{t},

@@ -16,14 +16,26 @@ import (
 )
 
 func TestCreateCapacityErrors(t *testing.T) {
-	for _, c := range []int{0, -1, -8, 3, 6, 1000, 1<<40 + 1} {
+	for _, c := range []int{0, -1, -8, 1<<40 + 1} {
 		_, err := Create[item8](posixSpec(t), c)
 		require.ErrorIs(t, err, ErrCapacity, "capacity %d", c)
 	}
+	// Every capacity is rounded up to a power of two (layout.RoundCapacity).
+	for c, want := range map[int]int{3: 4, 6: 8, 1000: 1024, 1: 1} {
+		r, err := Create[item8](posixSpec(t), c)
+		require.NoError(t, err, "capacity %d", c)
+		require.Equal(t, want, r.Cap(), "capacity %d", c)
+		require.NoError(t, r.Close())
+	}
+	br, err := CreateBytes(posixSpec(t), 100)
+	require.NoError(t, err)
+	require.Equal(t, 128, br.Cap())
+	require.NoError(t, br.Close())
 	// Too large for the 64 TiB slot limit: 2^40 slots of 1 KiB.
-	_, err := Create[item1k](posixSpec(t), 1<<40)
+	_, err = Create[item1k](posixSpec(t), 1<<40)
 	require.ErrorIs(t, err, ErrCapacity)
-	for _, c := range []int{0, 32, 100, -64} {
+	require.ErrorContains(t, err, "64 TiB")
+	for _, c := range []int{0, 32, -64} {
 		_, err := CreateBytes(posixSpec(t), c)
 		require.ErrorIs(t, err, ErrCapacity, "byte capacity %d", c)
 	}

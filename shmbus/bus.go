@@ -283,7 +283,7 @@ func (b *Bus[T]) Close() error {
 		_ = s.closeLocked()
 	}
 	if b.pstate == roleHeld {
-		b.releaseWord(&b.ctl.publisher, -1)
+		b.releaseWord(&b.ctl.publisher, publisherSlot)
 	}
 	b.pstate = roleClosed
 	b.closed.Store(true)
@@ -361,7 +361,7 @@ func (b *Bus[T]) CloseWrites() error {
 	b.ctl.closed.Store(1)
 	b.ctl.notEmpty.Notify()
 	b.pstate = roleClosed
-	b.releaseWord(&b.ctl.publisher, -1)
+	b.releaseWord(&b.ctl.publisher, publisherSlot)
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/internal/options"
+	"github.com/shmkit/shmkit/internal/owner"
 	"github.com/shmkit/shmkit/internal/proc"
 	"github.com/shmkit/shmkit/layout"
 	shmsync "github.com/shmkit/shmkit/sync"
@@ -240,49 +241,8 @@ func viewControl(s *layout.Segment, g geometry) (*control, []record, error) {
 	return ctl, recs, nil
 }
 
-// ---- identity of a bus within this process ----
-
-// busKey identifies a bus segment within this process, so that two handles
-// of one bus opened by one process cannot both hold the publisher role or
-// one durable subscriber record (the words name the process, not the
-// handle).
-type busKey struct {
-	creator int32
-	start   uint64
-	created int64
-	slot    int // -1: publisher; else a record index
-}
-
-var (
-	localMu   stdsync.Mutex
-	localHeld = map[busKey]bool{}
-)
-
 // Holder describes the process named by an owner word.
-type Holder struct {
-	PID   int32  // 0 when free
-	Start uint64 // low bits of the holder's start time, see proc.Word
-	Alive bool   // false only when the holder is certainly dead
-}
-
-func (h Holder) String() string {
-	if h.PID == 0 {
-		return "free"
-	}
-	state := "alive"
-	if !h.Alive {
-		state = "dead"
-	}
-	return fmt.Sprintf("pid %d (start %d, %s)", h.PID, h.Start, state)
-}
-
-func decodeHolder(w uint64) Holder {
-	if w == 0 {
-		return Holder{}
-	}
-	id := proc.FromWord(w)
-	return Holder{PID: id.PID, Start: id.Start, Alive: !proc.Dead(id)}
-}
+type Holder = owner.Holder
 
 // core is the part of a bus handle that does not depend on T.
 type core struct {
@@ -290,7 +250,6 @@ type core struct {
 	ctl  *control
 	recs []record
 	geometry
-	key    busKey
 	policy shmsync.WaitPolicy
 	closed atomic.Bool
 	subsMu stdsync.Mutex
@@ -323,8 +282,6 @@ const pollEvery = 2 * time.Millisecond
 
 func (c *core) init(seg *layout.Segment, g geometry, ctl *control, recs []record, cfg options.Config) {
 	c.seg, c.geometry, c.ctl, c.recs = seg, g, ctl, recs
-	h := seg.Header()
-	c.key = busKey{creator: h.Creator.PID, start: h.Creator.Start, created: h.CreatedUnix}
 	c.policy = cfg.PolicyOr(shmsync.SpinThenPark)
 	c.dead = make([]uint64, len(recs))
 	c.subs = map[closer]struct{}{}
@@ -422,11 +379,11 @@ func (c *core) claimPublisher() error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	if err := c.claimWord(&c.ctl.publisher, -1, "the publisher role"); err != nil {
+	if err := c.claimWord(&c.ctl.publisher, publisherSlot, "the publisher role"); err != nil {
 		return err
 	}
 	if c.ctl.closed.Load() != 0 {
-		c.releaseWord(&c.ctl.publisher, -1)
+		c.releaseWord(&c.ctl.publisher, publisherSlot)
 		return fmt.Errorf("%w: closed for writes", ErrClosed)
 	}
 	c.tail = c.ctl.tail.Load()
@@ -435,47 +392,16 @@ func (c *core) claimPublisher() error {
 	return nil
 }
 
-// claimWord CASes an owner word to this process, as the ring claims roles.
+// Slots of owner.Keys: the publisher role, else a record index.
+const publisherSlot = -1
+
+// claimWord claims an owner word of this bus for this handle (owner.Claim).
 func (c *core) claimWord(word *atomic.Uint64, slot int, what string) error {
-	self := proc.Self()
-	me := self.Word()
-	key := c.key
-	key.slot = slot
-	localMu.Lock()
-	defer localMu.Unlock()
-	for range 100 {
-		cur := word.Load()
-		switch {
-		case cur == me:
-			if localHeld[key] {
-				return fmt.Errorf("%w: %s is held by another handle in this process (pid %d)", ErrRoleTaken, what, self.PID)
-			}
-		case cur == 0:
-			if !word.CompareAndSwap(0, me) {
-				continue
-			}
-		default:
-			h := decodeHolder(cur)
-			if h.Alive {
-				return fmt.Errorf("%w: %s is held by live %s", ErrRoleTaken, what, h)
-			}
-			if !word.CompareAndSwap(cur, me) {
-				continue
-			}
-		}
-		localHeld[key] = true
-		return nil
-	}
-	return fmt.Errorf("%w: %s: the owner word keeps changing", ErrRoleTaken, what)
+	return owner.Claim(word, owner.KeyOf(c.seg, slot), what)
 }
 
 func (c *core) releaseWord(word *atomic.Uint64, slot int) {
-	key := c.key
-	key.slot = slot
-	localMu.Lock()
-	delete(localHeld, key)
-	localMu.Unlock()
-	word.CompareAndSwap(proc.Self().Word(), 0)
+	owner.Release(word, owner.KeyOf(c.seg, slot))
 }
 
 // lockTable takes the subscriber-table lock. A holder that died is
@@ -491,7 +417,7 @@ func (c *core) lockTable(ctx context.Context) error {
 		return false
 	}
 	if err := c.ctl.tableFree.WaitPoll(ctx, c.policy, ready, pollEvery, poll); err != nil {
-		return fmt.Errorf("%w: the subscriber table stays locked by %s: %w", ErrRoleTaken, decodeHolder(c.ctl.lock.Load()), err)
+		return fmt.Errorf("%w: the subscriber table stays locked by %s: %w", ErrRoleTaken, owner.Decode(c.ctl.lock.Load()), err)
 	}
 	return nil
 }
@@ -571,9 +497,7 @@ func (c *core) join(sc subConfig) (joined, error) {
 		if idx < 0 {
 			return j, fmt.Errorf("%w: all %d subscriber records are in use", ErrCapacity, len(c.recs))
 		}
-		localMu.Lock()
-		localHeld[busKey{c.key.creator, c.key.start, c.key.created, idx}] = true
-		localMu.Unlock()
+		owner.Note(owner.KeyOf(c.seg, idx))
 	}
 	r := &c.recs[idx]
 	j.idx = idx
@@ -706,7 +630,7 @@ func (c *core) stats() (Stats, error) {
 	s := Stats{Kind: layout.KindBus, Overflow: c.overflow, Cap: c.cap, MaxSubscribers: len(c.recs)}
 	s.Published = c.ctl.tail.Load()
 	s.Closed = c.ctl.closed.Load() != 0
-	s.Publisher = decodeHolder(c.ctl.publisher.Load())
+	s.Publisher = owner.Decode(c.ctl.publisher.Load())
 	s.PublisherWaiting = c.ctl.notFull.Waiting()
 	s.SubscriberWaiting = c.ctl.notEmpty.Waiting()
 	var corrupt error
@@ -723,7 +647,7 @@ func (c *core) stats() (Stats, error) {
 		if ss.Durable {
 			ss.Name = r.readName()
 		}
-		ss.Owner = decodeHolder(r.owner.Load())
+		ss.Owner = owner.Decode(r.owner.Load())
 		ss.Alive = ss.Owner.Alive
 		ss.Cursor = r.cursor.Load()
 		if ss.Cursor <= s.Published {
@@ -776,10 +700,8 @@ func ReleaseDeadSubscribers(s *layout.Segment) ([]SubscriberStats, error) {
 		return nil, err
 	}
 	var released []SubscriberStats
-	if w := c.ctl.publisher.Load(); w != 0 {
-		if h := decodeHolder(w); !h.Alive && c.ctl.publisher.CompareAndSwap(w, 0) {
-			released = append(released, SubscriberStats{Index: -1, Name: "(publisher)", Owner: h})
-		}
+	for _, h := range owner.ReleaseDead(&c.ctl.publisher) {
+		released = append(released, SubscriberStats{Index: -1, Name: "(publisher)", Owner: h})
 	}
 	for i := range c.recs {
 		r := &c.recs[i]
@@ -790,7 +712,7 @@ func ReleaseDeadSubscribers(s *layout.Segment) ([]SubscriberStats, error) {
 		if w == 0 {
 			continue
 		}
-		h := decodeHolder(w)
+		h := owner.Decode(w)
 		if h.Alive {
 			continue
 		}
@@ -820,7 +742,7 @@ func RemoveSubscriber(s *layout.Segment, name string) error {
 			continue
 		}
 		w := r.owner.Load()
-		if h := decodeHolder(w); h.Alive {
+		if h := owner.Decode(w); h.Alive {
 			return layout.WrapOp("shmbus", "remove subscriber", c.name, fmt.Errorf("%w: durable subscriber %q is held by live %s", ErrRoleTaken, name, h))
 		}
 		if !r.owner.CompareAndSwap(w, 0) {

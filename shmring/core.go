@@ -6,11 +6,10 @@ import (
 	"fmt"
 	"reflect"
 	"runtime"
-	stdsync "sync"
 	"sync/atomic"
 
 	"github.com/shmkit/shmkit/internal/options"
-	"github.com/shmkit/shmkit/internal/proc"
+	"github.com/shmkit/shmkit/internal/owner"
 	"github.com/shmkit/shmkit/layout"
 	shmsync "github.com/shmkit/shmkit/sync"
 )
@@ -105,7 +104,6 @@ type core struct {
 	cap    uint64
 	mask   uint64
 	name   string
-	key    roleKey
 	policy shmsync.WaitPolicy
 	// closed is set by Close; Len and Stats, which any goroutine may call,
 	// check it instead of the role states (owned by the role goroutines).
@@ -137,8 +135,6 @@ type core struct {
 func (c *core) init(seg *layout.Segment, ctl *control, capacity uint64, cfg options.Config) {
 	c.seg, c.ctl, c.cap, c.mask = seg, ctl, capacity, capacity-1
 	c.name = seg.Raw().Spec().String()
-	h := seg.Header()
-	c.key = roleKey{creator: h.Creator.PID, start: h.Creator.Start, created: h.CreatedUnix}
 	c.policy = cfg.PolicyOr(defaultPolicy)
 	c.roomReady = func() bool {
 		ok, err := c.refreshHead(c.need)
@@ -259,52 +255,13 @@ func (c *core) releaseHead(h uint64) {
 
 // ---- roles ----
 
-// roleKey identifies a ring segment within this process, so two handles of
-// the same ring opened by one process cannot both act as producer (the role
-// word names the process, not the handle).
-type roleKey struct {
-	creator int32
-	start   uint64
-	created int64
-	role    uint8
-}
-
 const (
-	roleProducer uint8 = 1
-	roleConsumer uint8 = 2
-)
-
-var (
-	localRolesMu stdsync.Mutex
-	localRoles   = map[roleKey]bool{}
+	roleProducer = 1
+	roleConsumer = 2
 )
 
 // RoleHolder describes the holder of a ring role.
-type RoleHolder struct {
-	PID   int32  // 0 when the role is free
-	Start uint64 // low bits of the holder's start time (clock ticks), see proc.Word
-	Alive bool   // false only when the holder is certainly dead
-}
-
-func (h RoleHolder) String() string {
-	if h.PID == 0 {
-		return "free"
-	}
-	state := "alive"
-	if !h.Alive {
-		state = "dead"
-	}
-	return fmt.Sprintf("pid %d (start %d, %s)", h.PID, h.Start, state)
-}
-
-// decodeRole reads a role word (a proc.Word) and checks its holder.
-func decodeRole(w uint64) RoleHolder {
-	if w == 0 {
-		return RoleHolder{}
-	}
-	id := proc.FromWord(w)
-	return RoleHolder{PID: id.PID, Start: id.Start, Alive: !proc.Dead(id)}
-}
+type RoleHolder = owner.Holder
 
 func roleName(role uint8) string {
 	if role == roleProducer {
@@ -313,59 +270,24 @@ func roleName(role uint8) string {
 	return "consumer"
 }
 
-// claim takes the producer or consumer role for this handle. It succeeds
-// when the role word is free, names a dead process, or names this process
-// with no other open handle holding it.
-func (c *core) claim(role uint8) error {
-	word := &c.ctl.producer
+// roleWord returns the word of a role.
+func (c *core) roleWord(role uint8) *atomic.Uint64 {
 	if role == roleConsumer {
-		word = &c.ctl.consumer
+		return &c.ctl.consumer
 	}
-	self := proc.Self()
-	me := self.Word()
-	key := c.key
-	key.role = role
-	localRolesMu.Lock()
-	defer localRolesMu.Unlock()
-	for range 100 {
-		cur := word.Load()
-		switch {
-		case cur == me:
-			if localRoles[key] {
-				return layout.WrapOp("shmring", "claim role", c.name, fmt.Errorf("%w: the %s role is held by another handle in this process (pid %d)", ErrRoleTaken, roleName(role), self.PID))
-			}
-			// Left by a handle of ours that was dropped without Close.
-		case cur == 0:
-			if !word.CompareAndSwap(0, me) {
-				continue
-			}
-		default:
-			h := decodeRole(cur)
-			if h.Alive {
-				return layout.WrapOp("shmring", "claim role", c.name, fmt.Errorf("%w: the %s role is held by live %s", ErrRoleTaken, roleName(role), h))
-			}
-			if !word.CompareAndSwap(cur, me) {
-				continue
-			}
-		}
-		localRoles[key] = true
-		return nil
-	}
-	return layout.WrapOp("shmring", "claim role", c.name, fmt.Errorf("%w: the %s role word keeps changing", ErrRoleTaken, roleName(role)))
+	return &c.ctl.producer
+}
+
+// claim takes the producer or consumer role for this handle (owner.Claim:
+// free, dead holder, or this process with no other handle holding it).
+func (c *core) claim(role uint8) error {
+	err := owner.Claim(c.roleWord(role), owner.KeyOf(c.seg, int(role)), "the "+roleName(role)+" role")
+	return layout.WrapOp("shmring", "claim role", c.name, err)
 }
 
 // release gives up a role this handle holds.
 func (c *core) release(role uint8) {
-	word := &c.ctl.producer
-	if role == roleConsumer {
-		word = &c.ctl.consumer
-	}
-	key := c.key
-	key.role = role
-	localRolesMu.Lock()
-	delete(localRoles, key)
-	localRolesMu.Unlock()
-	word.CompareAndSwap(proc.Self().Word(), 0)
+	owner.Release(c.roleWord(role), owner.KeyOf(c.seg, int(role)))
 }
 
 // claimProducer is the producer's slow path: claim the role and load the
@@ -475,8 +397,8 @@ func (c *core) stats(kind layout.Kind) (RingStats, error) {
 			corrupt = c.corrupt(s.Head, s.Tail)
 		}
 	}
-	s.Producer = decodeRole(c.ctl.producer.Load())
-	s.Consumer = decodeRole(c.ctl.consumer.Load())
+	s.Producer = owner.Decode(c.ctl.producer.Load())
+	s.Consumer = owner.Decode(c.ctl.consumer.Load())
 	s.ProducerWaiting = c.ctl.notFull.Waiting()
 	s.ConsumerWaiting = c.ctl.notEmpty.Waiting()
 	s.WritesClosed = c.ctl.writesClosed.Load() != 0
@@ -554,17 +476,7 @@ func ReleaseDeadRoles(s *layout.Segment) ([]RoleHolder, error) {
 	if err != nil {
 		return nil, err
 	}
-	var released []RoleHolder
-	for _, word := range []*atomic.Uint64{&ctl.producer, &ctl.consumer} {
-		cur := word.Load()
-		if cur == 0 {
-			continue
-		}
-		if h := decodeRole(cur); !h.Alive && word.CompareAndSwap(cur, 0) {
-			released = append(released, h)
-		}
-	}
-	return released, nil
+	return owner.ReleaseDead(&ctl.producer, &ctl.consumer), nil
 }
 
 // waitSource is the consumer side's sync.Waitable: the notifier the

@@ -9,6 +9,7 @@ import (
 	"reflect"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/layout"
 	shmsync "github.com/shmkit/shmkit/sync"
@@ -190,6 +191,18 @@ func (r *ByteRing) plan(n int) (pad, total uint64) {
 // holds while mapped). A producer killed before Commit leaves nothing
 // visible.
 func (r *ByteRing) Reserve(n int) ([]byte, error) {
+	if r.guardAll {
+		return r.guardedReserve(n)
+	}
+	return r.doReserve(n)
+}
+
+func (r *ByteRing) guardedReserve(n int) (b []byte, err error) {
+	defer r.guardP(&err, "reserve", faultguard.Enable())
+	return r.doReserve(n)
+}
+
+func (r *ByteRing) doReserve(n int) ([]byte, error) {
 	if r.pstate != roleHeld {
 		if err := r.claimProducerBytes(); err != nil {
 			return nil, err
@@ -226,8 +239,20 @@ func (r *ByteRing) Reserve(n int) ([]byte, error) {
 // ReserveWait is Reserve that blocks while the ring lacks room, until ctx
 // is done.
 func (r *ByteRing) ReserveWait(ctx context.Context, n int) ([]byte, error) {
+	if r.guardAll {
+		return r.guardedReserveWait(ctx, n)
+	}
+	return r.doReserveWait(ctx, n)
+}
+
+func (r *ByteRing) guardedReserveWait(ctx context.Context, n int) (b []byte, err error) {
+	defer r.guardP(&err, "reserve", faultguard.Enable())
+	return r.doReserveWait(ctx, n)
+}
+
+func (r *ByteRing) doReserveWait(ctx context.Context, n int) ([]byte, error) {
 	for {
-		b, err := r.Reserve(n)
+		b, err := r.doReserve(n)
 		if err == nil || !isFull(err) {
 			return b, err
 		}
@@ -241,6 +266,18 @@ func (r *ByteRing) ReserveWait(ctx context.Context, n int) ([]byte, error) {
 // Commit publishes the first k bytes of the last Reserve as one record
 // (k may be less than reserved, not more) and wakes a parked consumer.
 func (r *ByteRing) Commit(k int) error {
+	if r.guardAll {
+		return r.guardedCommit(k)
+	}
+	return r.doCommit(k)
+}
+
+func (r *ByteRing) guardedCommit(k int) (err error) {
+	defer r.guardP(&err, "commit", faultguard.Enable())
+	return r.doCommit(k)
+}
+
+func (r *ByteRing) doCommit(k int) error {
 	if r.pstate != roleHeld {
 		if err := r.claimProducerBytes(); err != nil {
 			return err
@@ -261,27 +298,51 @@ func (r *ByteRing) Commit(k int) error {
 // Write copies p into the ring as one record, blocking while there is no
 // room until ctx is done.
 func (r *ByteRing) Write(ctx context.Context, p []byte) error {
-	b, err := r.ReserveWait(ctx, len(p))
+	if r.guardAll {
+		return r.guardedWrite(ctx, p)
+	}
+	return r.doWrite(ctx, p)
+}
+
+func (r *ByteRing) guardedWrite(ctx context.Context, p []byte) (err error) {
+	defer r.guardP(&err, "write", faultguard.Enable())
+	return r.doWrite(ctx, p)
+}
+
+func (r *ByteRing) doWrite(ctx context.Context, p []byte) error {
+	b, err := r.doReserveWait(ctx, len(p))
 	if err != nil {
 		return err
 	}
 	copy(b, p)
-	return r.Commit(len(p))
+	return r.doCommit(len(p))
 }
 
 // TryWrite copies p into the ring as one record if there is room now
 // (else an error wrapping ErrFull).
 func (r *ByteRing) TryWrite(p []byte) error {
-	b, err := r.Reserve(len(p))
+	if r.guardAll {
+		return r.guardedTryWrite(p)
+	}
+	return r.doTryWrite(p)
+}
+
+func (r *ByteRing) guardedTryWrite(p []byte) (err error) {
+	defer r.guardP(&err, "write", faultguard.Enable())
+	return r.doTryWrite(p)
+}
+
+func (r *ByteRing) doTryWrite(p []byte) error {
+	b, err := r.doReserve(len(p))
 	if err != nil {
 		return err
 	}
 	copy(b, p)
-	return r.Commit(len(p))
+	return r.doCommit(len(p))
 }
 
 func (r *ByteRing) refreshHeadBytes(total uint64) (bool, error) {
-	ok, err := r.refreshHead(total)
+	ok, err := r.refreshHeadGuarded(total)
 	if err == nil {
 		err = r.checkAligned(r.headCache, "head")
 	}
@@ -321,6 +382,18 @@ func putHeader(b []byte, n, tag uint32) {
 // MaxRecord or past the published tail, padding that does not end at the
 // region end) gives an error wrapping ErrCorrupt.
 func (r *ByteRing) Read() ([]byte, error) {
+	if r.guardAll {
+		return r.guardedRead()
+	}
+	return r.doRead()
+}
+
+func (r *ByteRing) guardedRead() (b []byte, err error) {
+	defer r.guardC(&err, "read", faultguard.Enable())
+	return r.doRead()
+}
+
+func (r *ByteRing) doRead() ([]byte, error) {
 	if r.cstate != roleHeld {
 		if err := r.claimConsumerBytes(); err != nil {
 			return nil, err
@@ -376,8 +449,20 @@ func (r *ByteRing) badRecord(pos uint64, what string, v uint64) error {
 
 // ReadWait is Read that blocks while the ring is empty, until ctx is done.
 func (r *ByteRing) ReadWait(ctx context.Context) ([]byte, error) {
+	if r.guardAll {
+		return r.guardedReadWait(ctx)
+	}
+	return r.doReadWait(ctx)
+}
+
+func (r *ByteRing) guardedReadWait(ctx context.Context) (b []byte, err error) {
+	defer r.guardC(&err, "read", faultguard.Enable())
+	return r.doReadWait(ctx)
+}
+
+func (r *ByteRing) doReadWait(ctx context.Context) ([]byte, error) {
 	for {
-		b, err := r.Read()
+		b, err := r.doRead()
 		if err == nil || !isEmpty(err) {
 			return b, err
 		}
@@ -390,6 +475,18 @@ func (r *ByteRing) ReadWait(ctx context.Context) ([]byte, error) {
 // Release frees every record returned by Read since the last Release (one
 // atomic store) and wakes a parked producer.
 func (r *ByteRing) Release() error {
+	if r.guardAll {
+		return r.guardedRelease()
+	}
+	return r.doRelease()
+}
+
+func (r *ByteRing) guardedRelease() (err error) {
+	defer r.guardC(&err, "release", faultguard.Enable())
+	return r.doRelease()
+}
+
+func (r *ByteRing) doRelease() error {
 	if r.cstate != roleHeld {
 		if err := r.claimConsumerBytes(); err != nil {
 			return err
@@ -410,6 +507,18 @@ func (r *ByteRing) Release() error {
 // length. If buf is too small it returns an error wrapping io.ErrShortBuffer
 // that names the needed size and leaves the record in the ring.
 func (r *ByteRing) ReadInto(ctx context.Context, buf []byte) (int, error) {
+	if r.guardAll {
+		return r.guardedReadInto(ctx, buf)
+	}
+	return r.doReadInto(ctx, buf)
+}
+
+func (r *ByteRing) guardedReadInto(ctx context.Context, buf []byte) (n int, err error) {
+	defer r.guardC(&err, "read", faultguard.Enable())
+	return r.doReadInto(ctx, buf)
+}
+
+func (r *ByteRing) doReadInto(ctx context.Context, buf []byte) (int, error) {
 	if r.cstate != roleHeld {
 		// Claim first: claiming sets readEnd, which we may need to restore.
 		if err := r.claimConsumerBytes(); err != nil {
@@ -417,7 +526,7 @@ func (r *ByteRing) ReadInto(ctx context.Context, buf []byte) (int, error) {
 		}
 	}
 	before := r.readEnd
-	b, err := r.ReadWait(ctx)
+	b, err := r.doReadWait(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -426,11 +535,11 @@ func (r *ByteRing) ReadInto(ctx context.Context, buf []byte) (int, error) {
 		return 0, layout.WrapOp("shmring", "read", r.name, fmt.Errorf("%w: record of %d bytes, buffer of %d", io.ErrShortBuffer, len(b), len(buf)))
 	}
 	n := copy(buf, b)
-	return n, r.Release()
+	return n, r.doRelease()
 }
 
 func (r *ByteRing) refreshTailBytes(pos uint64) (bool, error) {
-	ok, err := r.refreshTail(pos)
+	ok, err := r.refreshTailGuarded(pos)
 	if err == nil {
 		err = r.checkAligned(r.tailCache, "tail")
 	}

@@ -316,11 +316,40 @@ func killLoop(t *testing.T, kind string) {
 	}
 	began := time.Now()
 	var prodKills, consKills, repairs int
+	// progressed waits (up to 10 s) until the cursor the victim moves has
+	// moved past from, so that the kill lands in the middle of its loop
+	// rather than while it starts (which takes far longer under -race).
+	progressed := func(role string, from uint64) {
+		for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(200 * time.Microsecond) {
+			st, err := stats()
+			require.NoError(t, err)
+			if (role == "producer" && st.Tail != from) || (role == "consumer" && st.Head != from) {
+				return
+			}
+		}
+	}
+	st0, err := stats()
+	require.NoError(t, err)
+	prodFrom, consFrom := st0.Tail, st0.Head
 	for range kills {
-		// Children take ~10 ms to start: some kills land before Open,
-		// most in the middle of the loop.
-		time.Sleep(time.Duration(rng.IntN(15_000)) * time.Microsecond)
+		victim := "producer"
 		if rng.IntN(2) == 0 {
+			victim = "consumer"
+		}
+		// Most kills land in the middle of the victim's loop, one in
+		// eight wherever it is (starting up, opening, claiming its role).
+		if rng.IntN(8) != 0 {
+			if victim == "producer" {
+				progressed(victim, prodFrom)
+			} else {
+				progressed(victim, consFrom)
+			}
+		}
+		time.Sleep(time.Duration(rng.IntN(3000)) * time.Microsecond)
+		st, err := stats()
+		require.NoError(t, err)
+		prodFrom, consFrom = st.Tail, st.Head
+		if victim == "producer" {
 			if stop(prod, "producer") {
 				repairs++
 			}

@@ -188,8 +188,9 @@ func (r *ByteRing) plan(n int) (pad, total uint64) {
 // The slice aliases shared memory and is valid for writing until the next
 // Commit, Reserve, Write or Close on this handle. Writing through it after
 // Commit races with the consumer (item data may be torn; memory safety
-// holds while mapped). A producer killed before Commit leaves nothing
-// visible.
+// holds while mapped). The caller's touches of the slice are not under the
+// fault guard (see "Truncated segments" in the package doc). A producer
+// killed before Commit leaves nothing visible.
 func (r *ByteRing) Reserve(n int) ([]byte, error) {
 	if r.guardAll {
 		return r.guardedReserve(n)
@@ -375,8 +376,15 @@ func putHeader(b []byte, n, tag uint32) {
 // The slice is valid until the next Release, ReadInto or Close on this
 // handle. The producer does not overwrite records before they are released;
 // reading the slice after Release races with the producer (torn data,
-// memory safety holds while mapped). A consumer killed before Release sees
-// the records it had read again when it restarts.
+// memory safety holds while mapped). The caller's touches of the slice are
+// not under the fault guard (see "Truncated segments" in the package doc).
+// A consumer killed before Release sees the records it had read again when
+// it restarts.
+//
+// The record's length is read from shared memory once, into a local,
+// together with its tag (one 8-byte load); only that copy is validated
+// and used, so a peer that changes the length after the check cannot
+// widen the returned slice.
 //
 // A record header that fails validation (unknown tag, length beyond
 // MaxRecord or past the published tail, padding that does not end at the

@@ -101,6 +101,41 @@
 // record is returned. A peer that scribbles on the segment can make calls
 // fail or return wrong data; it cannot make them panic, read out of bounds,
 // or spin without bound.
+//
+// # Truncated segments
+//
+// A peer with write access to a posix: or file: segment can ftruncate it
+// (memfd segments are sealed against that, SysV ones cannot shrink); a
+// process touching a lost page then takes SIGBUS. Ring calls catch such a
+// fault (runtime/debug.SetPanicOnFault, see internal/faultguard) and
+// return an error wrapping ErrCorrupt and ErrTruncated ("segment truncated
+// by another process"), naming the call and the spec. From then on the
+// handle is good only for Close: every call on the side that faulted, and
+// every slow path of the other side, returns that same first error. A
+// fault at an address outside the segment's mapping is not caught: it
+// panics on, as any bug should.
+//
+// The guard costs about 10 ns per call (BenchmarkFaultGuard), several
+// times the cost of the per-item fast paths, so by default it covers:
+//
+//   - whole calls: Stats, Len (0 after a fault), Close, Inspect,
+//     ReleaseDeadRoles, PushBatch, PopBatch, and the readiness check of
+//     WaitSource (a WaitSet);
+//   - the slow paths of every other call: claiming a role (the first
+//     producing or consuming call), reloading the other side's cursor
+//     (TryPush, Claim, Reserve when the ring looks full; TryPop, Peek,
+//     Read when it looks empty), and every wait (Push, Pop, ClaimWait,
+//     PeekWait, ReserveWait, ReadWait, Write, ReadInto when they block).
+//
+// The fast paths of the per-item calls (Push, TryPush, Claim, Publish,
+// Pop, TryPop, Peek, Advance; Reserve, Commit, Write, TryWrite, Read,
+// ReadWait, Release, ReadInto: their slot or record access, cursor store
+// and notifier load) are not covered unless the handle is made with
+// WithFaultGuard, which guards every call. Slices returned by Claim,
+// Peek, Reserve and Read are the caller's to touch, outside any guard:
+// code that keeps them must protect its own accesses (or use a memfd
+// segment). The header read of Open is layout.Open's; shmring validates
+// the private copy it returns.
 package shmring
 
 import (
@@ -340,7 +375,8 @@ func (r *Ring[T]) doTryPush(v T) bool {
 // Publish races with the consumer (it may be reading or, after it advanced,
 // the producer's next lap may reuse the slot): that corrupts item data but
 // never memory safety while the segment is mapped. After Close the memory
-// is unmapped and touching the slice faults.
+// is unmapped and touching the slice faults. The caller's touches of the
+// slice are not under the fault guard (see "Truncated segments").
 //
 // A producer SIGKILLed between Claim and Publish leaves nothing visible.
 func (r *Ring[T]) Claim(n int) ([]T, error) {
@@ -560,7 +596,8 @@ func (r *Ring[T]) doTryPop() (T, bool) {
 // Advance races with the producer, which may already be overwriting the
 // slots with new items: the data read is then garbage, but memory safety
 // holds while the segment is mapped. After Close the memory is unmapped
-// and touching the slice faults.
+// and touching the slice faults. The caller's touches of the slice are not
+// under the fault guard (see "Truncated segments").
 //
 // A consumer SIGKILLed between Peek and Advance leaves the items in the
 // ring: whoever consumes next sees them again.

@@ -9,6 +9,7 @@ import (
 	"reflect"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/layout"
 	shmsync "github.com/shmkit/shmkit/sync"
@@ -194,9 +195,22 @@ func (r *ByteRing) plan(n int) (pad, total uint64) {
 // The slice aliases shared memory and is valid for writing until the next
 // Commit, Reserve, Write or Close on this handle. Writing through it after
 // Commit races with the consumer (item data may be torn; memory safety
-// holds while mapped). A producer killed before Commit leaves nothing
-// visible.
+// holds while mapped). The caller's touches of the slice are not under the
+// fault guard (see "Truncated segments" in the package doc). A producer
+// killed before Commit leaves nothing visible.
 func (r *ByteRing) Reserve(n int) ([]byte, error) {
+	if r.guardAll {
+		return r.guardedReserve(n)
+	}
+	return r.doReserve(n)
+}
+
+func (r *ByteRing) guardedReserve(n int) (b []byte, err error) {
+	defer r.guardP(&err, "reserve", faultguard.Enable())
+	return r.doReserve(n)
+}
+
+func (r *ByteRing) doReserve(n int) ([]byte, error) {
 	if r.pstate != roleHeld {
 		if err := r.claimProducerBytes(); err != nil {
 			return nil, err
@@ -233,8 +247,20 @@ func (r *ByteRing) Reserve(n int) ([]byte, error) {
 // ReserveWait is Reserve that blocks while the ring lacks room, until ctx
 // is done.
 func (r *ByteRing) ReserveWait(ctx context.Context, n int) ([]byte, error) {
+	if r.guardAll {
+		return r.guardedReserveWait(ctx, n)
+	}
+	return r.doReserveWait(ctx, n)
+}
+
+func (r *ByteRing) guardedReserveWait(ctx context.Context, n int) (b []byte, err error) {
+	defer r.guardP(&err, "reserve", faultguard.Enable())
+	return r.doReserveWait(ctx, n)
+}
+
+func (r *ByteRing) doReserveWait(ctx context.Context, n int) ([]byte, error) {
 	for {
-		b, err := r.Reserve(n)
+		b, err := r.doReserve(n)
 		if err == nil || !isFull(err) {
 			return b, err
 		}
@@ -248,6 +274,18 @@ func (r *ByteRing) ReserveWait(ctx context.Context, n int) ([]byte, error) {
 // Commit publishes the first k bytes of the last Reserve as one record
 // (k may be less than reserved, not more) and wakes a parked consumer.
 func (r *ByteRing) Commit(k int) error {
+	if r.guardAll {
+		return r.guardedCommit(k)
+	}
+	return r.doCommit(k)
+}
+
+func (r *ByteRing) guardedCommit(k int) (err error) {
+	defer r.guardP(&err, "commit", faultguard.Enable())
+	return r.doCommit(k)
+}
+
+func (r *ByteRing) doCommit(k int) error {
 	if r.pstate != roleHeld {
 		if err := r.claimProducerBytes(); err != nil {
 			return err
@@ -268,27 +306,51 @@ func (r *ByteRing) Commit(k int) error {
 // Write copies p into the ring as one record, blocking while there is no
 // room until ctx is done.
 func (r *ByteRing) Write(ctx context.Context, p []byte) error {
-	b, err := r.ReserveWait(ctx, len(p))
+	if r.guardAll {
+		return r.guardedWrite(ctx, p)
+	}
+	return r.doWrite(ctx, p)
+}
+
+func (r *ByteRing) guardedWrite(ctx context.Context, p []byte) (err error) {
+	defer r.guardP(&err, "write", faultguard.Enable())
+	return r.doWrite(ctx, p)
+}
+
+func (r *ByteRing) doWrite(ctx context.Context, p []byte) error {
+	b, err := r.doReserveWait(ctx, len(p))
 	if err != nil {
 		return err
 	}
 	copy(b, p)
-	return r.Commit(len(p))
+	return r.doCommit(len(p))
 }
 
 // TryWrite copies p into the ring as one record if there is room now
 // (else an error wrapping ErrFull).
 func (r *ByteRing) TryWrite(p []byte) error {
-	b, err := r.Reserve(len(p))
+	if r.guardAll {
+		return r.guardedTryWrite(p)
+	}
+	return r.doTryWrite(p)
+}
+
+func (r *ByteRing) guardedTryWrite(p []byte) (err error) {
+	defer r.guardP(&err, "write", faultguard.Enable())
+	return r.doTryWrite(p)
+}
+
+func (r *ByteRing) doTryWrite(p []byte) error {
+	b, err := r.doReserve(len(p))
 	if err != nil {
 		return err
 	}
 	copy(b, p)
-	return r.Commit(len(p))
+	return r.doCommit(len(p))
 }
 
 func (r *ByteRing) refreshHeadBytes(total uint64) (bool, error) {
-	ok, err := r.refreshHead(total)
+	ok, err := r.refreshHeadGuarded(total)
 	if err == nil {
 		err = r.checkAligned(r.headCache, "head")
 	}
@@ -321,13 +383,32 @@ func putHeader(b []byte, n, tag uint32) {
 // The slice is valid until the next Release, ReadInto or Close on this
 // handle. The producer does not overwrite records before they are released;
 // reading the slice after Release races with the producer (torn data,
-// memory safety holds while mapped). A consumer killed before Release sees
-// the records it had read again when it restarts.
+// memory safety holds while mapped). The caller's touches of the slice are
+// not under the fault guard (see "Truncated segments" in the package doc).
+// A consumer killed before Release sees the records it had read again when
+// it restarts.
+//
+// The record's length is read from shared memory once, into a local,
+// together with its tag (one 8-byte load); only that copy is validated
+// and used, so a peer that changes the length after the check cannot
+// widen the returned slice.
 //
 // A record header that fails validation (unknown tag, length beyond
 // MaxRecord or past the published tail, padding that does not end at the
 // region end) gives an error wrapping ErrCorrupt.
 func (r *ByteRing) Read() ([]byte, error) {
+	if r.guardAll {
+		return r.guardedRead()
+	}
+	return r.doRead()
+}
+
+func (r *ByteRing) guardedRead() (b []byte, err error) {
+	defer r.guardC(&err, "read", faultguard.Enable())
+	return r.doRead()
+}
+
+func (r *ByteRing) doRead() ([]byte, error) {
 	if r.cstate != roleHeld {
 		if err := r.claimConsumerBytes(); err != nil {
 			return nil, err
@@ -383,8 +464,20 @@ func (r *ByteRing) badRecord(pos uint64, what string, v uint64) error {
 
 // ReadWait is Read that blocks while the ring is empty, until ctx is done.
 func (r *ByteRing) ReadWait(ctx context.Context) ([]byte, error) {
+	if r.guardAll {
+		return r.guardedReadWait(ctx)
+	}
+	return r.doReadWait(ctx)
+}
+
+func (r *ByteRing) guardedReadWait(ctx context.Context) (b []byte, err error) {
+	defer r.guardC(&err, "read", faultguard.Enable())
+	return r.doReadWait(ctx)
+}
+
+func (r *ByteRing) doReadWait(ctx context.Context) ([]byte, error) {
 	for {
-		b, err := r.Read()
+		b, err := r.doRead()
 		if err == nil || !isEmpty(err) {
 			return b, err
 		}
@@ -397,6 +490,18 @@ func (r *ByteRing) ReadWait(ctx context.Context) ([]byte, error) {
 // Release frees every record returned by Read since the last Release (one
 // atomic store) and wakes a parked producer.
 func (r *ByteRing) Release() error {
+	if r.guardAll {
+		return r.guardedRelease()
+	}
+	return r.doRelease()
+}
+
+func (r *ByteRing) guardedRelease() (err error) {
+	defer r.guardC(&err, "release", faultguard.Enable())
+	return r.doRelease()
+}
+
+func (r *ByteRing) doRelease() error {
 	if r.cstate != roleHeld {
 		if err := r.claimConsumerBytes(); err != nil {
 			return err
@@ -417,6 +522,18 @@ func (r *ByteRing) Release() error {
 // length. If buf is too small it returns an error wrapping io.ErrShortBuffer
 // that names the needed size and leaves the record in the ring.
 func (r *ByteRing) ReadInto(ctx context.Context, buf []byte) (int, error) {
+	if r.guardAll {
+		return r.guardedReadInto(ctx, buf)
+	}
+	return r.doReadInto(ctx, buf)
+}
+
+func (r *ByteRing) guardedReadInto(ctx context.Context, buf []byte) (n int, err error) {
+	defer r.guardC(&err, "read", faultguard.Enable())
+	return r.doReadInto(ctx, buf)
+}
+
+func (r *ByteRing) doReadInto(ctx context.Context, buf []byte) (int, error) {
 	if r.cstate != roleHeld {
 		// Claim first: claiming sets readEnd, which we may need to restore.
 		if err := r.claimConsumerBytes(); err != nil {
@@ -424,7 +541,7 @@ func (r *ByteRing) ReadInto(ctx context.Context, buf []byte) (int, error) {
 		}
 	}
 	before := r.readEnd
-	b, err := r.ReadWait(ctx)
+	b, err := r.doReadWait(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -433,11 +550,11 @@ func (r *ByteRing) ReadInto(ctx context.Context, buf []byte) (int, error) {
 		return 0, layout.WrapOp("shmring", "read", r.name, fmt.Errorf("%w: record of %d bytes, buffer of %d", io.ErrShortBuffer, len(b), len(buf)))
 	}
 	n := copy(buf, b)
-	return n, r.Release()
+	return n, r.doRelease()
 }
 
 func (r *ByteRing) refreshTailBytes(pos uint64) (bool, error) {
-	ok, err := r.refreshTail(pos)
+	ok, err := r.refreshTailGuarded(pos)
 	if err == nil {
 		err = r.checkAligned(r.tailCache, "tail")
 	}

@@ -101,6 +101,41 @@
 // record is returned. A peer that scribbles on the segment can make calls
 // fail or return wrong data; it cannot make them panic, read out of bounds,
 // or spin without bound.
+//
+// # Truncated segments
+//
+// A peer with write access to a posix: or file: segment can ftruncate it
+// (memfd segments are sealed against that, SysV ones cannot shrink); a
+// process touching a lost page then takes SIGBUS. Ring calls catch such a
+// fault (runtime/debug.SetPanicOnFault, see internal/faultguard) and
+// return an error wrapping ErrCorrupt and ErrTruncated ("segment truncated
+// by another process"), naming the call and the spec. From then on the
+// handle is good only for Close: every call on the side that faulted, and
+// every slow path of the other side, returns that same first error. A
+// fault at an address outside the segment's mapping is not caught: it
+// panics on, as any bug should.
+//
+// The guard costs about 10 ns per call (BenchmarkFaultGuard), several
+// times the cost of the per-item fast paths, so by default it covers:
+//
+//   - whole calls: Stats, Len (0 after a fault), Close, Inspect,
+//     ReleaseDeadRoles, PushBatch, PopBatch, and the readiness check of
+//     WaitSource (a WaitSet);
+//   - the slow paths of every other call: claiming a role (the first
+//     producing or consuming call), reloading the other side's cursor
+//     (TryPush, Claim, Reserve when the ring looks full; TryPop, Peek,
+//     Read when it looks empty), and every wait (Push, Pop, ClaimWait,
+//     PeekWait, ReserveWait, ReadWait, Write, ReadInto when they block).
+//
+// The fast paths of the per-item calls (Push, TryPush, Claim, Publish,
+// Pop, TryPop, Peek, Advance; Reserve, Commit, Write, TryWrite, Read,
+// ReadWait, Release, ReadInto: their slot or record access, cursor store
+// and notifier load) are not covered unless the handle is made with
+// WithFaultGuard, which guards every call. Slices returned by Claim,
+// Peek, Reserve and Read are the caller's to touch, outside any guard:
+// code that keeps them must protect its own accesses (or use a memfd
+// segment). The header read of Open is layout.Open's; shmring validates
+// the private copy it returns.
 package shmring
 
 import (
@@ -109,6 +144,7 @@ import (
 	"reflect"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/layout"
 	shmsync "github.com/shmkit/shmkit/sync"
@@ -277,6 +313,18 @@ func (r *Ring[T]) Close() error {
 // ctx is done. It claims the producer role on first use. A pending Claim is
 // dropped (its slots were not published).
 func (r *Ring[T]) Push(ctx context.Context, v T) error {
+	if r.guardAll {
+		return r.guardedPush(ctx, v)
+	}
+	return r.doPush(ctx, v)
+}
+
+func (r *Ring[T]) guardedPush(ctx context.Context, v T) (err error) {
+	defer r.guardP(&err, "push", faultguard.Enable())
+	return r.doPush(ctx, v)
+}
+
+func (r *Ring[T]) doPush(ctx context.Context, v T) error {
 	if r.pstate != roleHeld {
 		if err := r.claimProducer(); err != nil {
 			return err
@@ -299,6 +347,18 @@ func (r *Ring[T]) Push(ctx context.Context, v T) error {
 // cannot be claimed, the ring is closed, or the cursors are corrupt (Push
 // reports which).
 func (r *Ring[T]) TryPush(v T) bool {
+	if r.guardAll {
+		return r.guardedTryPush(v)
+	}
+	return r.doTryPush(v)
+}
+
+func (r *Ring[T]) guardedTryPush(v T) (ok bool) {
+	defer r.guardP(nil, "push", faultguard.Enable())
+	return r.doTryPush(v)
+}
+
+func (r *Ring[T]) doTryPush(v T) bool {
 	if r.pstate != roleHeld {
 		if r.claimProducer() != nil {
 			return false
@@ -306,7 +366,7 @@ func (r *Ring[T]) TryPush(v T) bool {
 	}
 	t := r.tail
 	if t-r.headCache >= r.cap {
-		if ok, err := r.refreshHead(1); !ok || err != nil {
+		if ok, err := r.refreshHeadGuarded(1); !ok || err != nil {
 			return false
 		}
 	}
@@ -329,10 +389,23 @@ func (r *Ring[T]) TryPush(v T) bool {
 // Publish races with the consumer (it may be reading or, after it advanced,
 // the producer's next lap may reuse the slot): that corrupts item data but
 // never memory safety while the segment is mapped. After Close the memory
-// is unmapped and touching the slice faults.
+// is unmapped and touching the slice faults. The caller's touches of the
+// slice are not under the fault guard (see "Truncated segments").
 //
 // A producer SIGKILLed between Claim and Publish leaves nothing visible.
 func (r *Ring[T]) Claim(n int) ([]T, error) {
+	if r.guardAll {
+		return r.guardedClaim(n)
+	}
+	return r.doClaim(n)
+}
+
+func (r *Ring[T]) guardedClaim(n int) (s []T, err error) {
+	defer r.guardP(&err, "claim", faultguard.Enable())
+	return r.doClaim(n)
+}
+
+func (r *Ring[T]) doClaim(n int) ([]T, error) {
 	if r.pstate != roleHeld {
 		if err := r.claimProducer(); err != nil {
 			return nil, err
@@ -345,7 +418,7 @@ func (r *Ring[T]) Claim(n int) ([]T, error) {
 	t := r.tail
 	free := r.cap - (t - r.headCache)
 	if free < uint64(n) {
-		if _, err := r.refreshHead(uint64(n)); err != nil {
+		if _, err := r.refreshHeadGuarded(uint64(n)); err != nil {
 			r.claimed = 0
 			return nil, err
 		}
@@ -363,20 +436,44 @@ func (r *Ring[T]) Claim(n int) ([]T, error) {
 // ClaimWait is Claim that blocks until at least one slot is free (or ctx is
 // done). It returns at least one slot on success.
 func (r *Ring[T]) ClaimWait(ctx context.Context, n int) ([]T, error) {
-	s, err := r.Claim(n)
+	if r.guardAll {
+		return r.guardedClaimWait(ctx, n)
+	}
+	return r.doClaimWait(ctx, n)
+}
+
+func (r *Ring[T]) guardedClaimWait(ctx context.Context, n int) (s []T, err error) {
+	defer r.guardP(&err, "claim", faultguard.Enable())
+	return r.doClaimWait(ctx, n)
+}
+
+func (r *Ring[T]) doClaimWait(ctx context.Context, n int) ([]T, error) {
+	s, err := r.doClaim(n)
 	if err != nil || len(s) > 0 || n <= 0 {
 		return s, err
 	}
 	if err := r.waitRoom(ctx, 1); err != nil {
 		return nil, err
 	}
-	return r.Claim(n)
+	return r.doClaim(n)
 }
 
 // Publish makes the first k slots of the last Claim visible to the consumer
 // (one atomic store) and wakes it if it is parked. The rest of the claim,
 // if any, is dropped. k must not exceed the claimed count.
 func (r *Ring[T]) Publish(k int) error {
+	if r.guardAll {
+		return r.guardedPublish(k)
+	}
+	return r.doPublish(k)
+}
+
+func (r *Ring[T]) guardedPublish(k int) (err error) {
+	defer r.guardP(&err, "publish", faultguard.Enable())
+	return r.doPublish(k)
+}
+
+func (r *Ring[T]) doPublish(k int) error {
 	if r.pstate != roleHeld {
 		if err := r.claimProducer(); err != nil {
 			return err
@@ -400,10 +497,15 @@ func (r *Ring[T]) Publish(k int) error {
 // until everything is in, ctx is done, or an error occurs. It returns how
 // many items were pushed (all of them when err is nil). Items become
 // visible in contiguous chunks as they are copied in.
-func (r *Ring[T]) PushBatch(ctx context.Context, items []T) (int, error) {
+func (r *Ring[T]) PushBatch(ctx context.Context, items []T) (n int, err error) {
+	defer r.guardP(&err, "push", faultguard.Enable())
+	return r.doPushBatch(ctx, items)
+}
+
+func (r *Ring[T]) doPushBatch(ctx context.Context, items []T) (int, error) {
 	done := 0
 	for done < len(items) {
-		s, err := r.Claim(len(items) - done)
+		s, err := r.doClaim(len(items) - done)
 		if err != nil {
 			return done, err
 		}
@@ -414,7 +516,7 @@ func (r *Ring[T]) PushBatch(ctx context.Context, items []T) (int, error) {
 			continue
 		}
 		copy(s, items[done:])
-		if err := r.Publish(len(s)); err != nil {
+		if err := r.doPublish(len(s)); err != nil {
 			return done, err
 		}
 		done += len(s)
@@ -430,6 +532,18 @@ func (r *Ring[T]) PushBatch(ctx context.Context, items []T) (int, error) {
 // returns: a consumer killed after Pop returns loses that item (use Peek and
 // Advance for at-least-once delivery).
 func (r *Ring[T]) Pop(ctx context.Context) (T, error) {
+	if r.guardAll {
+		return r.guardedPop(ctx)
+	}
+	return r.doPop(ctx)
+}
+
+func (r *Ring[T]) guardedPop(ctx context.Context) (v T, err error) {
+	defer r.guardC(&err, "pop", faultguard.Enable())
+	return r.doPop(ctx)
+}
+
+func (r *Ring[T]) doPop(ctx context.Context) (T, error) {
 	var v T
 	if r.cstate != roleHeld {
 		if err := r.claimConsumer(); err != nil {
@@ -453,6 +567,18 @@ func (r *Ring[T]) Pop(ctx context.Context) (T, error) {
 // claimed, the ring is closed, or the cursors are corrupt (Pop reports
 // which).
 func (r *Ring[T]) TryPop() (T, bool) {
+	if r.guardAll {
+		return r.guardedTryPop()
+	}
+	return r.doTryPop()
+}
+
+func (r *Ring[T]) guardedTryPop() (v T, ok bool) {
+	defer r.guardC(nil, "pop", faultguard.Enable())
+	return r.doTryPop()
+}
+
+func (r *Ring[T]) doTryPop() (T, bool) {
 	var v T
 	if r.cstate != roleHeld {
 		if r.claimConsumer() != nil {
@@ -461,7 +587,7 @@ func (r *Ring[T]) TryPop() (T, bool) {
 	}
 	h := r.head
 	if h == r.tailCache {
-		if ok, err := r.refreshTail(h); !ok || err != nil {
+		if ok, err := r.refreshTailGuarded(h); !ok || err != nil {
 			return v, false
 		}
 	}
@@ -484,11 +610,24 @@ func (r *Ring[T]) TryPop() (T, bool) {
 // Advance races with the producer, which may already be overwriting the
 // slots with new items: the data read is then garbage, but memory safety
 // holds while the segment is mapped. After Close the memory is unmapped
-// and touching the slice faults.
+// and touching the slice faults. The caller's touches of the slice are not
+// under the fault guard (see "Truncated segments").
 //
 // A consumer SIGKILLed between Peek and Advance leaves the items in the
 // ring: whoever consumes next sees them again.
 func (r *Ring[T]) Peek(n int) ([]T, error) {
+	if r.guardAll {
+		return r.guardedPeek(n)
+	}
+	return r.doPeek(n)
+}
+
+func (r *Ring[T]) guardedPeek(n int) (s []T, err error) {
+	defer r.guardC(&err, "peek", faultguard.Enable())
+	return r.doPeek(n)
+}
+
+func (r *Ring[T]) doPeek(n int) ([]T, error) {
 	if r.cstate != roleHeld {
 		if err := r.claimConsumer(); err != nil {
 			return nil, err
@@ -501,7 +640,7 @@ func (r *Ring[T]) Peek(n int) ([]T, error) {
 	h := r.head
 	avail := r.tailCache - h
 	if avail < uint64(n) {
-		if _, err := r.refreshTail(h); err != nil {
+		if _, err := r.refreshTailGuarded(h); err != nil {
 			r.peeked = 0
 			return nil, err
 		}
@@ -519,14 +658,26 @@ func (r *Ring[T]) Peek(n int) ([]T, error) {
 // PeekWait is Peek that blocks until at least one item is available (or
 // ctx is done). It returns at least one item on success.
 func (r *Ring[T]) PeekWait(ctx context.Context, n int) ([]T, error) {
-	s, err := r.Peek(n)
+	if r.guardAll {
+		return r.guardedPeekWait(ctx, n)
+	}
+	return r.doPeekWait(ctx, n)
+}
+
+func (r *Ring[T]) guardedPeekWait(ctx context.Context, n int) (s []T, err error) {
+	defer r.guardC(&err, "peek", faultguard.Enable())
+	return r.doPeekWait(ctx, n)
+}
+
+func (r *Ring[T]) doPeekWait(ctx context.Context, n int) ([]T, error) {
+	s, err := r.doPeek(n)
 	if err != nil || len(s) > 0 || n <= 0 {
 		return s, err
 	}
 	if err := r.waitData(ctx, r.head); err != nil {
 		return nil, err
 	}
-	return r.Peek(n)
+	return r.doPeek(n)
 }
 
 // Advance releases the first k items of the last Peek (one atomic store)
@@ -534,6 +685,18 @@ func (r *Ring[T]) PeekWait(ctx context.Context, n int) ([]T, error) {
 // count. The remaining peeked items stay in the ring; Peek returns them
 // again.
 func (r *Ring[T]) Advance(k int) error {
+	if r.guardAll {
+		return r.guardedAdvance(k)
+	}
+	return r.doAdvance(k)
+}
+
+func (r *Ring[T]) guardedAdvance(k int) (err error) {
+	defer r.guardC(&err, "advance", faultguard.Enable())
+	return r.doAdvance(k)
+}
+
+func (r *Ring[T]) doAdvance(k int) error {
 	if r.cstate != roleHeld {
 		if err := r.claimConsumer(); err != nil {
 			return err
@@ -556,11 +719,16 @@ func (r *Ring[T]) Advance(k int) error {
 // PopBatch blocks until at least one item is available (or ctx is done),
 // then removes up to len(buf) items into buf and returns how many. Items are
 // released before PopBatch returns (see Pop about crashes).
-func (r *Ring[T]) PopBatch(ctx context.Context, buf []T) (int, error) {
+func (r *Ring[T]) PopBatch(ctx context.Context, buf []T) (n int, err error) {
+	defer r.guardC(&err, "pop", faultguard.Enable())
+	return r.doPopBatch(ctx, buf)
+}
+
+func (r *Ring[T]) doPopBatch(ctx context.Context, buf []T) (int, error) {
 	if len(buf) == 0 {
 		return 0, nil
 	}
-	s, err := r.PeekWait(ctx, len(buf))
+	s, err := r.doPeekWait(ctx, len(buf))
 	if err != nil {
 		return 0, err
 	}

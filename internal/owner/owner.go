@@ -74,13 +74,15 @@ func Claim(word *atomic.Uint64, key Key, what string) error {
 	me := self.Word()
 	mu.Lock()
 	defer mu.Unlock()
+	if held[key] {
+		// Whatever the shared word says now (a peer may have cleared or
+		// rewritten it), a handle of ours holds it.
+		return fmt.Errorf("%w: %s is held by another handle in this process (pid %d)", shmerr.ErrRoleTaken, what, self.PID)
+	}
 	for range 100 {
 		cur := word.Load()
 		switch {
 		case cur == me:
-			if held[key] {
-				return fmt.Errorf("%w: %s is held by another handle in this process (pid %d)", shmerr.ErrRoleTaken, what, self.PID)
-			}
 			// Left by a handle of ours that was dropped without Close.
 		case cur == 0:
 			if !word.CompareAndSwap(0, me) {

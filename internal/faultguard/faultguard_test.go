@@ -1,0 +1,93 @@
+package faultguard
+
+import (
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// mapTruncated maps a 2-page file and truncates it to 0: touching the
+// mapping then faults (SIGBUS).
+func mapTruncated(t *testing.T) []byte {
+	t.Helper()
+	f, err := os.Create(filepath.Join(t.TempDir(), "m"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	size := 2 * os.Getpagesize()
+	if err := f.Truncate(int64(size)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Munmap(b) })
+	b[0] = 1
+	if err := f.Truncate(0); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func touch(b []byte, i int, region Region) (f *Fault) {
+	prev := Enable()
+	defer func() {
+		f = Catch(recover(), region)
+		Restore(prev)
+	}()
+	b[i] = 2
+	return nil
+}
+
+func TestCatchFaultInMapping(t *testing.T) {
+	b := mapTruncated(t)
+	f := touch(b, 4097, RegionOf(b))
+	if f == nil {
+		t.Fatal("no fault caught")
+	}
+	if f.Offset != 4097 {
+		t.Errorf("offset %d, want 4097", f.Offset)
+	}
+	if debug.SetPanicOnFault(false) {
+		t.Error("panic-on-fault left enabled")
+	}
+	t.Log(f)
+}
+
+func TestRepanicOutsideMapping(t *testing.T) {
+	b := mapTruncated(t)
+	other := make([]byte, 64)
+	defer func() {
+		r := recover()
+		if r == nil {
+			t.Fatal("a fault outside the region was swallowed")
+		}
+		if _, ok := r.(addrError); !ok {
+			t.Fatalf("re-panicked with %T %v", r, r)
+		}
+	}()
+	touch(b, 1, RegionOf(other))
+}
+
+func TestRepanicOther(t *testing.T) {
+	b := make([]byte, 8)
+	defer func() {
+		if r := recover(); r == nil {
+			t.Fatal("an index panic was swallowed")
+		}
+	}()
+	i := 9
+	touch(b, i, RegionOf(b))
+}
+
+func TestNoPanic(t *testing.T) {
+	b := make([]byte, 8)
+	if f := touch(b, 1, RegionOf(b)); f != nil {
+		t.Fatal(f)
+	}
+}

@@ -1,0 +1,135 @@
+package shmring
+
+import (
+	"context"
+	"testing"
+)
+
+// BenchmarkFaultGuard measures what the fault guard (see internal/faultguard
+// and guardP) costs on the hot paths: each triple runs the same operations
+// on one in-process handle holding both roles, through the bare method
+// bodies (do*: the code before the guard existed), the public methods as
+// they are by default (fast paths unguarded, slow paths guarded), and the
+// public methods of a handle made WithFaultGuard (every call guarded). One
+// op is one item (record) produced and consumed.
+//
+//	go test -run '^$' -bench FaultGuard -count 5 ./shmring/
+func BenchmarkFaultGuard(b *testing.B) {
+	ctx := context.Background()
+	ring := func(b *testing.B, opts ...Option) *Ring[uint64] {
+		r, err := Create[uint64](posixSpec(b), 1024, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { r.Close() })
+		return r
+	}
+	bytes := func(b *testing.B, opts ...Option) *ByteRing {
+		r, err := CreateBytes(posixSpec(b), 1<<16, opts...)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { r.Close() })
+		return r
+	}
+	msg := make([]byte, 16)
+	b.Run("PushPop/do", func(b *testing.B) {
+		r := ring(b)
+		for i := range b.N {
+			_ = r.doPush(ctx, uint64(i))
+			_, _ = r.doPop(ctx)
+		}
+	})
+	b.Run("PushPop/default", func(b *testing.B) {
+		r := ring(b)
+		for i := range b.N {
+			_ = r.Push(ctx, uint64(i))
+			_, _ = r.Pop(ctx)
+		}
+	})
+	b.Run("PushPop/WithFaultGuard", func(b *testing.B) {
+		r := ring(b, WithFaultGuard())
+		for i := range b.N {
+			_ = r.Push(ctx, uint64(i))
+			_, _ = r.Pop(ctx)
+		}
+	})
+	b.Run("TryPushPop/do", func(b *testing.B) {
+		r := ring(b)
+		for i := range b.N {
+			r.doTryPush(uint64(i))
+			r.doTryPop()
+		}
+	})
+	b.Run("TryPushPop/default", func(b *testing.B) {
+		r := ring(b)
+		for i := range b.N {
+			r.TryPush(uint64(i))
+			r.TryPop()
+		}
+	})
+	b.Run("TryPushPop/WithFaultGuard", func(b *testing.B) {
+		r := ring(b, WithFaultGuard())
+		for i := range b.N {
+			r.TryPush(uint64(i))
+			r.TryPop()
+		}
+	})
+	b.Run("ClaimPublishPeekAdvance/do", func(b *testing.B) {
+		r := ring(b)
+		for i := range b.N {
+			s, _ := r.doClaim(1)
+			s[0] = uint64(i)
+			_ = r.doPublish(1)
+			p, _ := r.doPeek(1)
+			_ = p[0]
+			_ = r.doAdvance(1)
+		}
+	})
+	b.Run("ClaimPublishPeekAdvance/default", func(b *testing.B) {
+		r := ring(b)
+		for i := range b.N {
+			s, _ := r.Claim(1)
+			s[0] = uint64(i)
+			_ = r.Publish(1)
+			p, _ := r.Peek(1)
+			_ = p[0]
+			_ = r.Advance(1)
+		}
+	})
+	b.Run("ClaimPublishPeekAdvance/WithFaultGuard", func(b *testing.B) {
+		r := ring(b, WithFaultGuard())
+		for i := range b.N {
+			s, _ := r.Claim(1)
+			s[0] = uint64(i)
+			_ = r.Publish(1)
+			p, _ := r.Peek(1)
+			_ = p[0]
+			_ = r.Advance(1)
+		}
+	})
+	b.Run("ByteWriteRead/do", func(b *testing.B) {
+		r := bytes(b)
+		for range b.N {
+			_ = r.doWrite(ctx, msg)
+			_, _ = r.doRead()
+			_ = r.doRelease()
+		}
+	})
+	b.Run("ByteWriteRead/default", func(b *testing.B) {
+		r := bytes(b)
+		for range b.N {
+			_ = r.Write(ctx, msg)
+			_, _ = r.Read()
+			_ = r.Release()
+		}
+	})
+	b.Run("ByteWriteRead/WithFaultGuard", func(b *testing.B) {
+		r := bytes(b, WithFaultGuard())
+		for range b.N {
+			_ = r.Write(ctx, msg)
+			_, _ = r.Read()
+			_ = r.Release()
+		}
+	})
+}

@@ -289,9 +289,15 @@ func busComparison(all []Row) []string {
 			}
 			return "MISSED"
 		}
-		lines = append(lines, fmt.Sprintf("  %s: throughput %s (%s), p50 %s (%s)", r.Name,
+		line := fmt.Sprintf("  %s: throughput %s (%s), p50 %s (%s)", r.Name,
 			ratio(r.VsRing), verdict(r.VsRing, busGoalTput, true),
-			ratio(r.VsRingOneWay), verdict(r.VsRingOneWay, busGoalOneWay, false)))
+			ratio(r.VsRingOneWay), verdict(r.VsRingOneWay, busGoalOneWay, false))
+		// The fastest 1000 consecutive samples, on both sides: what the
+		// latencies are when every process has a CPU (see Latency.Best).
+		if okR && rtt.RTT != nil && rtt.RTT.Best > 0 && r.PubRecv != nil && r.PubRecv.Best > 0 {
+			line += fmt.Sprintf("; best 1k %s vs ring best 1k RTT/2 %s: %s", ns(r.PubRecv.Best), ns(rtt.RTT.Best/2), ratio(r.PubRecv.Best/(rtt.RTT.Best/2)))
+		}
+		lines = append(lines, line)
 	}
 	return lines
 }

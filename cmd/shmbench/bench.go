@@ -19,6 +19,7 @@ import (
 const (
 	groupThroughput = "throughput"
 	groupPingPong   = "pingpong"
+	groupBus        = "bus"
 	groupMap        = "map"
 	groupMutex      = "mutex"
 )
@@ -44,6 +45,7 @@ type outcome struct {
 	meanOnly bool
 	best     time.Duration
 	note     string
+	bus      *busOutcome // bus rows
 }
 
 // errSkip marks a row that cannot run here (a missing kernel feature);
@@ -73,9 +75,21 @@ type Row struct {
 	VsPipe float64 `json:"vs_pipe,omitempty"`
 	// PipeRef names the row VsPipe compares with.
 	PipeRef string `json:"pipe_ref,omitempty"`
-	Skipped bool   `json:"skipped,omitempty"`
-	Error   string `json:"error,omitempty"`
-	Note    string `json:"note,omitempty"`
+	// Bus rows: subscriber processes, each one's msgs/s (PerSec is the
+	// slowest's), the fraction of messages they received (below 1 only on
+	// an Overwrite bus), publish→receive latency, and the ratios to the
+	// ring rows of the same run: VsRing = PerSec / ring Push/Pop msgs/s
+	// (higher is better), VsRingOneWay = latency p50 / (ring ping-pong p50
+	// RTT / 2) (lower is better).
+	Subscribers  int       `json:"subscribers,omitempty"`
+	PerSubPerSec []float64 `json:"per_subscriber_per_sec,omitempty"`
+	Delivered    float64   `json:"delivered_fraction,omitempty"`
+	PubRecv      *Latency  `json:"publish_receive_ns,omitempty"`
+	VsRing       float64   `json:"vs_ring_throughput,omitempty"`
+	VsRingOneWay float64   `json:"p50_vs_ring_one_way,omitempty"`
+	Skipped      bool      `json:"skipped,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	Note         string    `json:"note,omitempty"`
 }
 
 // Latency summarizes round-trip times in nanoseconds. Best is the mean of
@@ -229,7 +243,14 @@ func measure(cfg runConfig, b *bench) Row {
 	row.Ops = n
 	row.Seconds = out.elapsed.Seconds()
 	row.PerSec = float64(n) / row.Seconds
-	if b.size > 0 && b.group == groupThroughput {
+	if bo := out.bus; bo != nil {
+		row.Subscribers = len(bo.perSub)
+		row.PerSubPerSec = bo.perSub
+		row.PerSec = slices.Min(bo.perSub)
+		row.Delivered = bo.delivered
+		row.PubRecv = summarizeSamples(bo.latency)
+	}
+	if b.size > 0 && (b.group == groupThroughput || b.group == groupBus) {
 		row.MBPerSec = row.PerSec * float64(b.size) / 1e6
 	}
 	row.CPUSeconds = cpu.Seconds()
@@ -294,6 +315,8 @@ func pipeRef(r Row) string {
 		return fmt.Sprintf("throughput/pipe/%dB", r.Size)
 	case groupPingPong:
 		return "pingpong/pipe"
+	case groupBus:
+		return fmt.Sprintf("throughput/pipe/%dB", r.Size)
 	default:
 		return "throughput/pipe/8B"
 	}
@@ -306,6 +329,14 @@ func addRatios(rows []Row) {
 	}
 	for i := range rows {
 		r := &rows[i]
+		if r.Group == groupBus && r.Error == "" && !r.Skipped {
+			if t := byName[busRingTputRef]; t != nil && t.PerSec > 0 {
+				r.VsRing = r.PerSec / t.PerSec
+			}
+			if p := byName[busRingRTTRef]; p != nil && p.RTT != nil && p.RTT.P50 > 0 && r.PubRecv != nil {
+				r.VsRingOneWay = r.PubRecv.P50 / (p.RTT.P50 / 2)
+			}
+		}
 		ref := byName[pipeRef(*r)]
 		if ref == nil || r.Error != "" || r.Skipped || ref.Error != "" || ref.Skipped || r.PerSec == 0 {
 			continue

@@ -66,6 +66,14 @@ func allBenches() []*bench {
 	pp("queue-futex", "shmkit Queue pair, futex backend", "2 procs", 200_000, queuePingPong("futex"))
 	pp("queue-sysv", "shmkit Queue pair, SysV backend", "2 procs", 100_000, queuePingPong("sysv"))
 
+	for _, policy := range []string{"block", "overwrite"} {
+		for _, subs := range []int{1, 2, 4} {
+			add(&bench{name: fmt.Sprintf("bus/%s-%dsub/64B", policy, subs), group: groupBus,
+				mech: fmt.Sprintf("shmkit Bus (%s) Publish/Next", policy), size: 64, procs: fmt.Sprintf("1P/%dS", subs),
+				full: 10_000_000, run: busRow(policy, subs)})
+		}
+	}
+
 	for _, op := range []string{"get", "put", "mixed"} {
 		full := map[string]int{"get": 5_000_000, "put": 3_000_000, "mixed": 5_000_000}[op]
 		what := map[string]string{"get": "Get", "put": "Put (overwrite)", "mixed": "90% Get / 10% Put"}[op]

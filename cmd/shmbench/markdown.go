@@ -98,6 +98,12 @@ func renderMarkdown(rep Report, charts []chartLink) string {
 			b.WriteString("| " + strings.Join(l, " | ") + " |\n")
 		}
 		b.WriteString("\n")
+		if s.footer != nil {
+			for _, l := range s.footer(rep.Rows) {
+				fmt.Fprintf(&b, "    %s\n", l)
+			}
+			b.WriteString("\n")
+		}
 	}
 	for _, r := range rep.Rows {
 		if r.Note != "" && !r.Skipped {

@@ -93,6 +93,9 @@ func TestQuickRun(t *testing.T) {
 				t.Errorf("row %s: RTT percentiles out of order: %+v", r.Name, *r.RTT)
 			}
 		}
+		if r.Group == groupBus {
+			checkBusRow(t, r)
+		}
 		if r.VsPipe <= 0 {
 			t.Errorf("row %s: no ratio to the pipe baseline", r.Name)
 		}
@@ -113,7 +116,8 @@ func TestQuickRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"prose before", mdBegin, mdEnd, "img/pingpong-rtt.svg", "`throughput/pipe/8B`"} {
+	for _, want := range []string{"prose before", mdBegin, mdEnd, "img/pingpong-rtt.svg", "`throughput/pipe/8B`",
+		"`bus/block-2sub/64B`", "goals with 2 subscribers", "bus/block-2sub/64B: throughput"} {
 		if !bytes.Contains(b, []byte(want)) {
 			t.Errorf("markdown lacks %q:\n%s", want, b)
 		}
@@ -126,6 +130,34 @@ func TestQuickRun(t *testing.T) {
 				t.Errorf("left behind: /dev/shm/%s", e.Name())
 			}
 		}
+	}
+}
+
+// checkBusRow checks a bus row's own figures: one throughput per
+// subscriber, every message delivered on a Block bus, ordered latency
+// percentiles, and the ratios to the ring rows of the same run.
+func checkBusRow(t *testing.T, r Row) {
+	t.Helper()
+	want := map[string]int{"1sub": 1, "2sub": 2, "4sub": 4}[strings.Split(strings.Split(r.Name, "-")[1], "/")[0]]
+	if r.Subscribers != want || len(r.PerSubPerSec) != want {
+		t.Errorf("row %s: %d subscribers, %d rates, want %d", r.Name, r.Subscribers, len(r.PerSubPerSec), want)
+	}
+	for _, v := range r.PerSubPerSec {
+		if v < r.PerSec || v <= 0 {
+			t.Errorf("row %s: subscriber rate %v, row rate (the slowest) %v", r.Name, v, r.PerSec)
+		}
+	}
+	if strings.Contains(r.Name, "block") && r.Delivered != 1 {
+		t.Errorf("row %s: Block bus delivered %v of the messages, want all", r.Name, r.Delivered)
+	}
+	if r.Delivered <= 0 || r.Delivered > 1 {
+		t.Errorf("row %s: delivered fraction %v", r.Name, r.Delivered)
+	}
+	if l := r.PubRecv; l == nil || !(l.P50 > 0 && l.P50 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max && l.Mean > 0) {
+		t.Errorf("row %s: publish→receive latency missing or out of order: %+v", r.Name, l)
+	}
+	if r.VsRing <= 0 || r.VsRingOneWay <= 0 {
+		t.Errorf("row %s: no ratios to the ring rows (%v, %v)", r.Name, r.VsRing, r.VsRingOneWay)
 	}
 }
 

@@ -17,6 +17,9 @@ type section struct {
 	group  string
 	header []string
 	cells  func(r Row) []string
+	// footer, if set, returns lines printed under the table (given every
+	// row of the report).
+	footer func(all []Row) []string
 }
 
 var sections = []section{
@@ -39,6 +42,21 @@ var sections = []section{
 			}
 			return []string{r.Name, r.Mechanism, ns(l.P50), ns(l.P99), ns(l.P999), ns(l.Mean), ns(l.Best), ns(r.CPUPerOpNs), ratio(r.VsPipe)}
 		},
+	},
+	{
+		title: "Bus: 1 publisher, N subscriber processes, 64-byte messages (msgs/s: per subscriber, the slowest; latency: publish→receive, one message at a time)",
+		group: groupBus,
+		header: []string{"row", "mechanism", "procs", "msgs/s/sub", "MB/s/sub", "received", "p50", "p99", "p99.9", "best 1k",
+			"CPU ns/msg", "vs ring tput", "p50 vs ring 1-way", "vs pipe"},
+		cells: func(r Row) []string {
+			l := r.PubRecv
+			if l == nil {
+				l = &Latency{}
+			}
+			return []string{r.Name, r.Mechanism, r.Procs, rate(r.PerSec), mb(r.MBPerSec), fmt.Sprintf("%.1f%%", 100*r.Delivered),
+				ns(l.P50), ns(l.P99), ns(l.P999), ns(l.Best), ns(r.CPUPerOpNs), ratio(r.VsRing), ratio(r.VsRingOneWay), ratio(r.VsPipe)}
+		},
+		footer: busComparison,
 	},
 	{
 		title:  "Map: 8-byte keys, 64-byte values, random keys",
@@ -94,6 +112,11 @@ func writeTable(w io.Writer, rep Report) {
 			lines = append(lines, s.rowCells(r))
 		}
 		writeAligned(w, lines, 2)
+		if s.footer != nil {
+			for _, l := range s.footer(rep.Rows) {
+				fmt.Fprintln(w, l)
+			}
+		}
 	}
 	for _, r := range rep.Rows {
 		if r.Note != "" && !r.Skipped {

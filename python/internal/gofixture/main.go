@@ -128,12 +128,20 @@ func run(args []string) error {
 			return err
 		}
 		defer r.Close()
+		// Pop as soon as the ring is full, so the cursors wrap.
+		popped := 0
 		for i := range n {
-			if !r.TryPush(item(uint64(i))) {
-				return fmt.Errorf("ring full at %d", i)
+			for !r.TryPush(item(uint64(i))) {
+				if popped == pop {
+					return fmt.Errorf("ring full at %d", i)
+				}
+				if _, ok := r.TryPop(); !ok {
+					return fmt.Errorf("ring empty")
+				}
+				popped++
 			}
 		}
-		for range pop {
+		for ; popped < pop; popped++ {
 			if _, ok := r.TryPop(); !ok {
 				return fmt.Errorf("ring empty")
 			}

@@ -15,6 +15,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,12 +59,55 @@ func python3(t *testing.T) string {
 }
 
 // pyCmd prepares python3 with args, run in python/ so that -m shmkit and
-// the tests find the package.
+// the tests find the package. It uses the native library built by
+// nativeLib when there is one (instead of building into ~/.cache).
 func pyCmd(t *testing.T, args ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(python3(t), args...)
 	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1")
+	if lib, _ := nativeLib(t); lib != "" {
+		cmd.Env = append(cmd.Env, "SHMKIT_NATIVE="+lib)
+	}
 	return cmd
+}
+
+var native struct {
+	once     sync.Once
+	lib, why string
+}
+
+// nativeLib builds the Python package's native library (python3 -m
+// shmkit.build) once per test binary and returns its path, or "" and why
+// it could not be built (no C compiler).
+func nativeLib(t *testing.T) (string, string) {
+	native.once.Do(func() {
+		dir, err := os.MkdirTemp("", "shmkit-pynative-")
+		if err != nil {
+			native.why = err.Error()
+			return
+		}
+		lib := filepath.Join(dir, "libshmkitpy.so")
+		cmd := exec.Command(python3(t), "-m", "shmkit.build", "--out", lib)
+		cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			native.why = fmt.Sprintf("python3 -m shmkit.build: %v: %s", err, out)
+			return
+		}
+		native.lib = lib
+	})
+	return native.lib, native.why
+}
+
+// needNative skips when the native library cannot be built here; CI has
+// gcc, so there it always runs.
+func needNative(t *testing.T) {
+	t.Helper()
+	if lib, why := nativeLib(t); lib == "" {
+		if _, err := exec.LookPath("gcc"); err == nil {
+			t.Fatalf("gcc is installed but the native library did not build: %s", why)
+		}
+		t.Skipf("no C compiler for the Python package's native library: %s", why)
+	}
 }
 
 func spec(t *testing.T, prefix string) string {
@@ -131,6 +175,9 @@ func TestPythonUnittest(t *testing.T) {
 	}
 	if strings.Contains(s, "no Go toolchain") {
 		t.Fatalf("fixture-based Python tests were skipped")
+	}
+	if _, err := exec.LookPath("gcc"); err == nil && strings.Contains(s, "native library unavailable") {
+		t.Fatalf("gcc is installed but the native Python tests were skipped")
 	}
 }
 
@@ -363,5 +410,91 @@ func TestGoPublisherPythonSubscriber(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestGoPublisherPythonSubscriberNative: Python joins a Block bus as a real
+// subscriber (through the native library), so the Go child publisher must
+// wait for it: every message arrives, none lapped, and the publisher's
+// futex waits are woken by Python's cursor stores.
+func TestGoPublisherPythonSubscriberNative(t *testing.T) {
+	python3(t)
+	needNative(t)
+	s := spec(t, "nbus")
+	const n = 3000
+	b, err := shmbus.Create[Item](s, 16)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	cmd, sc := follower(t, "consume", s, "--timeout", "60")
+	st, err := b.Stats()
+	if err != nil || len(st.Subscribers) != 1 || st.Subscribers[0].Owner.PID != int32(cmd.Process.Pid) || !st.Subscribers[0].Alive {
+		t.Fatalf("python subscriber not in the table: %+v, %v", st, err)
+	}
+	pub := publisherChild.Start(t, s, strconv.Itoa(n))
+	items, lagged, _ := collect(t, sc)
+	if err := pub.Wait(time.Minute); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, pub.Output())
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("python: %v", err)
+	}
+	if lagged != 0 || len(items) != n {
+		t.Fatalf("python got %d of %d messages, lagged %d", len(items), n, lagged)
+	}
+	for i, it := range items {
+		if it != item(uint64(i)) {
+			t.Fatalf("message %d: %+v", i, it)
+		}
+	}
+	if st, _ := b.Stats(); len(st.Subscribers) != 0 {
+		t.Fatalf("python left its subscriber record: %+v", st.Subscribers)
+	}
+}
+
+// TestPythonConsumesGoRing: Python is the ring's consumer; the Go producer
+// (this process) blocks on the small ring and is woken by Python.
+func TestPythonConsumesGoRing(t *testing.T) {
+	python3(t)
+	needNative(t)
+	s := spec(t, "nring")
+	const n = 5000
+	r, err := shmring.Create[Item](s, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	cmd, sc := follower(t, "consume", s, "-n", strconv.Itoa(n), "--timeout", "60")
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		for i := range uint64(n) {
+			if err := r.Push(ctx, item(i)); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	items, _, done := collect(t, sc)
+	if err := <-errc; err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("python: %v", err)
+	}
+	if done["done"] != n || len(items) != n {
+		t.Fatalf("python consumed %d of %d", len(items), n)
+	}
+	for i, it := range items {
+		if it != item(uint64(i)) {
+			t.Fatalf("item %d: %+v", i, it)
+		}
+	}
+	st, err := r.Stats()
+	if err != nil || st.Head != n || st.Len != 0 || st.Consumer.PID != 0 {
+		t.Fatalf("after python: %+v, %v", st, err)
 	}
 }

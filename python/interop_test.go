@@ -161,9 +161,20 @@ func fixture(t *testing.T) string {
 
 // TestPythonUnittest runs the Python package's own unit tests (python/tests)
 // against segments made by the Go fixture program.
+// It runs twice: consuming through include/shmkit.h (the default), and
+// through the Python ports of the protocols (SHMKIT_PY_PROTOCOL=1).
 func TestPythonUnittest(t *testing.T) {
+	for _, mode := range []string{"header", "protocol"} {
+		t.Run(mode, func(t *testing.T) { pythonUnittest(t, mode == "protocol") })
+	}
+}
+
+func pythonUnittest(t *testing.T, protocol bool) {
 	cmd := pyCmd(t, "-m", "unittest", "discover", "-s", "tests", "-v")
 	cmd.Env = append(cmd.Env, "SHMKIT_GOFIXTURE="+fixture(t))
+	if protocol {
+		cmd.Env = append(cmd.Env, "SHMKIT_PY_PROTOCOL=1")
+	}
 	out, err := cmd.CombinedOutput()
 	t.Logf("python3 -m unittest:\n%s", out)
 	if err != nil {

@@ -94,9 +94,10 @@ def follow(spec: str, n: Optional[int], oldest: bool, timeout: float) -> int:
 def consume(spec: str, n: Optional[int], timeout: float) -> int:
     from . import native
 
-    seg = open_segment(spec, writable=True)
-    if seg.kind == KIND_RING:
-        with native.RingConsumer(structures.Ring(seg)) as c:
+    with open_segment(spec) as seg:
+        kind, kind_name = seg.kind, seg.header.kind_name
+    if kind == KIND_RING:
+        with native.RingConsumer.open(spec) as c:
             print(json.dumps({"ready": True}), flush=True)
             got = 0
             while n is None or got < n:
@@ -106,8 +107,8 @@ def consume(spec: str, n: Optional[int], timeout: float) -> int:
                     break
                 print(json.dumps(plain(m)), flush=True)
                 got += 1
-    elif seg.kind == KIND_BUS:
-        with native.BusSubscriber(structures.Bus(seg)) as s:
+    elif kind == KIND_BUS:
+        with native.BusSubscriber.open(spec) as s:
             print(json.dumps({"ready": True, "cursor": s.cursor}), flush=True)
             got = 0
             while n is None or got < n:
@@ -121,7 +122,7 @@ def consume(spec: str, n: Optional[int], timeout: float) -> int:
                 print(json.dumps(plain(m)), flush=True)
                 got += 1
     else:
-        raise SystemExit(f"{spec}: a {seg.header.kind_name} cannot be consumed")
+        raise SystemExit(f"{spec}: a {kind_name} cannot be consumed")
     print(json.dumps({"done": got}), flush=True)
     return 0
 

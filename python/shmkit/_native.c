@@ -10,9 +10,18 @@
  * calls are process-shared (no FUTEX_PRIVATE_FLAG): the waiter or waker is
  * in another process.
  *
+ * When built with -DSHMKIT_PY_HEADER and -I pointing at include/ (what
+ * python3 -m shmkit.build does when it finds include/shmkit.h), the
+ * library also carries the header-only C library's implementation, and
+ * shmkit.native consumes through it (shmkit_ring_*, shmkit_bus_*).
+ *
  * Build: python3 -m shmkit.build (gcc -O2 -std=c11 -shared -fPIC).
  */
 #define _GNU_SOURCE
+#ifdef SHMKIT_PY_HEADER
+#define SHMKIT_IMPLEMENTATION
+#include "shmkit.h"
+#endif
 #include <errno.h>
 #include <limits.h>
 #include <linux/futex.h>
@@ -26,6 +35,12 @@
 #define API __attribute__((visibility("default")))
 
 API int shkpy_abi(void) { return 1; }
+
+#ifdef SHMKIT_PY_HEADER
+API int shkpy_has_header(void) { return 1; }
+#else
+API int shkpy_has_header(void) { return 0; }
+#endif
 
 API uint64_t shkpy_load64(const void *p) { return atomic_load((_Atomic uint64_t *)p); }
 API uint32_t shkpy_load32(const void *p) { return atomic_load((_Atomic uint32_t *)p); }

@@ -2,8 +2,10 @@
 
     python3 -m shmkit.build [--out PATH] [--cc gcc]
 
-compiles shmkit/_native.c (C11 atomics and futex calls on shared words)
-with gcc -O2 -std=c11 -shared -fPIC and prints the library's path. Without
+compiles shmkit/_native.c (C11 atomics and futex calls on shared words,
+plus the implementation of include/shmkit.h when it is found: set
+SHMKIT_INCLUDE, or run from this repository) with gcc -O2 -std=c11 -shared
+-fPIC and prints the library's path. Without
 --out it goes to the cache ($XDG_CACHE_HOME/shmkit or ~/.cache/shmkit),
 named by a hash of the source, which is where shmkit.native looks (and
 what it builds on first use when gcc is there).
@@ -23,9 +25,24 @@ from typing import Optional
 SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_native.c")
 
 
+def header_dir() -> Optional[str]:
+    """The directory holding shmkit.h: $SHMKIT_INCLUDE, or include/ of the
+    repository this package sits in; None when there is none."""
+    for d in (os.environ.get("SHMKIT_INCLUDE"), os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(SOURCE))), "include")):
+        if d and os.path.isfile(os.path.join(d, "shmkit.h")):
+            return d
+    return None
+
+
 def cache_path() -> str:
+    h = hashlib.sha256()
     with open(SOURCE, "rb") as f:
-        digest = hashlib.sha256(f.read()).hexdigest()[:16]
+        h.update(f.read())
+    inc = header_dir()
+    if inc:
+        with open(os.path.join(inc, "shmkit.h"), "rb") as f:
+            h.update(f.read())
+    digest = h.hexdigest()[:16]
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return os.path.join(base, "shmkit", f"libshmkitpy-{digest}.so")
 
@@ -43,6 +60,9 @@ def build(out: Optional[str] = None, cc: Optional[str] = None) -> str:
     os.close(fd)
     try:
         cmd = [cc, "-O2", "-std=c11", "-Wall", "-shared", "-fPIC", "-o", tmp, SOURCE]
+        inc = header_dir()
+        if inc:
+            cmd[1:1] = ["-DSHMKIT_PY_HEADER", "-I", inc]
         r = subprocess.run(cmd, capture_output=True, text=True)
         if r.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr}")

@@ -62,7 +62,7 @@ from .structures import (
     Ring,
 )
 
-__all__ = ["NativeUnavailable", "RoleTaken", "RingConsumer", "BusSubscriber", "library"]
+__all__ = ["NativeUnavailable", "RoleTaken", "RingConsumer", "BusSubscriber", "library", "USES_HEADER"]
 
 M64 = (1 << 64) - 1
 
@@ -107,6 +107,26 @@ def _load() -> ctypes.CDLL:
         f.argtypes, f.restype = args, res
     if lib.shkpy_abi() != 1:
         raise NativeUnavailable(f"{path}: unexpected ABI version")
+    lib.shkpy_has_header.restype = ctypes.c_int
+    if lib.shkpy_has_header():
+        cp, sz, i64 = ctypes.c_char_p, ctypes.c_size_t, ctypes.c_int64
+        hsigs = {
+            "shmkit_last_error": ([], cp),
+            "shmkit_last_code": ([], ctypes.c_int),
+            "shmkit_ring_open": ([cp, cp, u64, u64], vp),
+            "shmkit_ring_pop_batch": ([vp, vp, sz, i64], i64),
+            "shmkit_ring_peek": ([vp, sz, ctypes.POINTER(sz), i64], vp),
+            "shmkit_ring_advance": ([vp, sz], ctypes.c_int),
+            "shmkit_ring_close": ([vp], None),
+            "shmkit_bus_subscribe": ([cp, cp, u64, u64, ctypes.c_int], vp),
+            "shmkit_bus_next": ([vp, vp, i64], ctypes.c_int),
+            "shmkit_bus_missed": ([vp], u64),
+            "shmkit_bus_cursor": ([vp], u64),
+            "shmkit_bus_close": ([vp], None),
+        }
+        for name, (args, res) in hsigs.items():
+            f = getattr(lib, name)
+            f.argtypes, f.restype = args, res
     return lib
 
 
@@ -199,7 +219,7 @@ def _deadline(timeout: Optional[float]) -> Optional[float]:
     return None if timeout is None else time.monotonic() + timeout
 
 
-class RingConsumer:
+class PyRingConsumer:
     """The consumer of a shmring.Ring[T]: pop, peek/advance, pop_batch.
     Claims the consumer role (released by close); a Go producer parked on a
     full ring is woken when Python frees the room it waits for."""
@@ -224,7 +244,7 @@ class RingConsumer:
         self._closed = False
 
     @classmethod
-    def open(cls, spec: str, **kw: Any) -> "RingConsumer":
+    def open(cls, spec: str, **kw: Any) -> "PyRingConsumer":
         return cls(Ring(open_segment(spec, kind=KIND_RING, writable=True, **kw)))
 
     def _refresh(self) -> int:
@@ -297,7 +317,7 @@ class RingConsumer:
         self._mem.release()
         self.ring.close()
 
-    def __enter__(self) -> "RingConsumer":
+    def __enter__(self) -> "PyRingConsumer":
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -307,7 +327,7 @@ class RingConsumer:
 STATE_FREE, STATE_ANON = 0, 1
 
 
-class BusSubscriber:
+class PyBusSubscriber:
     """An anonymous subscriber of a shmbus.Bus[T], in the subscriber table
     like a Go one: a Block publisher waits for it (and skips it once its
     process is dead), and it is woken by the publisher's notify."""
@@ -333,7 +353,7 @@ class BusSubscriber:
         _notify(self._not_full)
 
     @classmethod
-    def open(cls, spec: str, from_oldest: bool = False, **kw: Any) -> "BusSubscriber":
+    def open(cls, spec: str, from_oldest: bool = False, **kw: Any) -> "PyBusSubscriber":
         return cls(Bus(open_segment(spec, kind=KIND_BUS, writable=True, **kw)), from_oldest)
 
     def _lock_table(self, timeout: float) -> None:
@@ -490,8 +510,183 @@ class BusSubscriber:
         self._mem.release()
         self.bus.close()
 
-    def __enter__(self) -> "BusSubscriber":
+    def __enter__(self) -> "PyBusSubscriber":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ---- through include/shmkit.h ----
+
+_E = {-1: "EEMPTY", -3: "ETIMEDOUT", -4: "ECLOSED", -8: "ECORRUPT", -12: "EROLE", -13: "EBUSY", -15: "ELAGGED", -17: "ECAPACITY"}
+
+
+def _c_error(what: str, code: Optional[int] = None) -> Exception:
+    code = _lib.shmkit_last_code() if code is None else code
+    msg = f"{what}: {(_lib.shmkit_last_error() or b'').decode(errors='replace')}"
+    if code in (-1, -3):
+        return TimeoutError(msg)
+    if code == -4:
+        return Closed(msg)
+    if code in (-12, -17):
+        return RoleTaken(msg)
+    if code == -8:
+        return Corrupt(msg)
+    return ShmkitError(f"{msg} ({_E.get(code, code)})")
+
+
+def _timeout_ns(timeout: Optional[float]) -> int:
+    return -1 if timeout is None else max(int(timeout * 1e9), 0)
+
+
+def _type_text(ti) -> str:
+    """The layout text without its ARCH/ORDER prefix (what shmkit.h's
+    type_text arguments take)."""
+    return ti.layout.split(" ", 1)[1]
+
+
+class HeaderRingConsumer:
+    """The consumer of a shmring.Ring[T], through shmkit.h's shmkit_ring_*
+    (role claim, acquire/seq_cst cursors, the Notifier wake protocol).
+    The consumer role is claimed at open and released at close."""
+
+    def __init__(self, spec: str, **kw: Any) -> None:
+        self.ring = Ring.open(spec, **kw)  # read-only view: stats, decoding
+        ti = self.ring.type
+        self._size = ti.size
+        h = self.ring.seg.header
+        # The role word names the process: like Go, refuse a second handle
+        # of this process (shmkit.h would accept its own word).
+        self._key = ("ring-consumer", h.creator_pid, h.creator_start, h.created_unix_ns)
+        if self._key in _held:
+            self.ring.close()
+            raise RoleTaken(f"{spec}: the consumer role is held by another handle in this process (pid {os.getpid()})")
+        self._h = _lib.shmkit_ring_open(spec.encode(), _type_text(ti).encode(), ti.size, ti.align)
+        if not self._h:
+            err = _c_error(spec)
+            self.ring.close()
+            raise err
+        n = ctypes.c_size_t()
+        if _lib.shmkit_ring_peek(self._h, 0, ctypes.byref(n), 0) is None and _lib.shmkit_last_code() not in (0, -1, -3):
+            err = _c_error(spec)
+            _lib.shmkit_ring_close(self._h)
+            self.ring.close()
+            raise err
+        _held.add(self._key)
+        self.cap = self.ring.cap
+
+    @classmethod
+    def open(cls, spec: str, **kw: Any) -> "HeaderRingConsumer":
+        return cls(spec, **kw)
+
+    def pop_batch_raw(self, n: int, timeout: Optional[float] = None) -> List[bytes]:
+        if not self._h:
+            raise Closed("consumer closed")
+        buf = ctypes.create_string_buffer(max(n, 1) * self._size)
+        got = _lib.shmkit_ring_pop_batch(self._h, buf, n, _timeout_ns(timeout))
+        if got < 0:
+            raise _c_error(self.ring.seg.spec, got)
+        raw = buf.raw
+        return [raw[i * self._size : (i + 1) * self._size] for i in range(got)]
+
+    def pop_raw(self, timeout: Optional[float] = None) -> bytes:
+        return self.pop_batch_raw(1, timeout)[0]
+
+    def pop(self, timeout: Optional[float] = None) -> Any:
+        """The next item, decoded; waits up to timeout (None: forever) and
+        raises TimeoutError."""
+        return self.ring.type.codec.decode(self.pop_raw(timeout))
+
+    def pop_batch(self, n: int, timeout: Optional[float] = None) -> List[Any]:
+        """Up to n items (waiting for the first), consumed with one head store."""
+        dec = self.ring.type.codec.decode
+        return [dec(b) for b in self.pop_batch_raw(n, timeout)]
+
+    def close(self) -> None:
+        if self._h:
+            _lib.shmkit_ring_close(self._h)
+            self._h = None
+            _held.discard(self._key)
+            self.ring.close()
+
+    def __enter__(self) -> "HeaderRingConsumer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class HeaderBusSubscriber:
+    """An anonymous subscriber of a shmbus.Bus[T], through shmkit.h's
+    shmkit_bus_* (joins the subscriber table: a Block publisher waits for
+    it; leaves the table at close)."""
+
+    def __init__(self, spec: str, from_oldest: bool = False, **kw: Any) -> None:
+        self.bus = Bus.open(spec, **kw)
+        ti = self.bus.type
+        self._size = ti.size
+        self._h = _lib.shmkit_bus_subscribe(spec.encode(), _type_text(ti).encode(), ti.size, ti.align, int(from_oldest))
+        if not self._h:
+            err = _c_error(spec)
+            self.bus.close()
+            raise err
+        self._buf = ctypes.create_string_buffer(self._size)
+        self._missed = 0
+
+    @classmethod
+    def open(cls, spec: str, from_oldest: bool = False, **kw: Any) -> "HeaderBusSubscriber":
+        return cls(spec, from_oldest, **kw)
+
+    @property
+    def cursor(self) -> int:
+        return _lib.shmkit_bus_cursor(self._h) if self._h else 0
+
+    @property
+    def missed(self) -> int:
+        """Messages lost to laps since this subscriber joined."""
+        return self._missed
+
+    def next_raw(self, timeout: Optional[float] = None) -> bytes:
+        """The next message's bytes; raises TimeoutError, Lagged or Closed."""
+        if not self._h:
+            raise Closed("subscriber closed")
+        rc = _lib.shmkit_bus_next(self._h, self._buf, _timeout_ns(timeout))
+        if rc == -15:
+            n = _lib.shmkit_bus_missed(self._h)  # the last lap's count
+            self._missed += n
+            raise Lagged(n)
+        if rc < 0:
+            raise _c_error(self.bus.seg.spec, rc)
+        return self._buf.raw
+
+    def next(self, timeout: Optional[float] = None) -> Any:
+        return self.bus.type.codec.decode(self.next_raw(timeout))
+
+    def __iter__(self):
+        while True:
+            try:
+                yield self.next()
+            except Closed:
+                return
+
+    def close(self) -> None:
+        if self._h:
+            _lib.shmkit_bus_close(self._h)
+            self._h = None
+            self.bus.close()
+
+    def __enter__(self) -> "HeaderBusSubscriber":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+#: True when consumption goes through include/shmkit.h (the library was
+#: built with it); otherwise through the Python ports over the atomics
+#: (PyRingConsumer, PyBusSubscriber). SHMKIT_PY_PROTOCOL=1 forces the
+#: latter (the tests run both).
+USES_HEADER = bool(_lib.shkpy_has_header()) and os.environ.get("SHMKIT_PY_PROTOCOL") != "1"
+RingConsumer = HeaderRingConsumer if USES_HEADER else PyRingConsumer
+BusSubscriber = HeaderBusSubscriber if USES_HEADER else PyBusSubscriber

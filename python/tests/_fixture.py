@@ -104,6 +104,9 @@ class Child:
         if self.p.poll() is None:
             self.p.kill()
             self.p.wait()
+        for f in (self.p.stdin, self.p.stdout, self.p.stderr):
+            if f:
+                f.close()
 
 
 def have_numpy() -> bool:

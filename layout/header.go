@@ -2,10 +2,16 @@
 // shares: a fixed header that says exactly what lives in the segment, the
 // rules for element types, their fingerprints, and the create/open protocol.
 //
-// Segment layout
+// # Segment layout
+//
+// docs/FORMAT.md specifies the format byte for byte (header offsets, the
+// checksum, layout strings, and every structure's control block and
+// protocol), for implementations in other languages; tests hold it to
+// these types.
 //
 //	offset             contents
-//	0                  Header (HeaderSize bytes; checksummed up to Checksum)
+//	0                  Header (HeaderSize bytes; its first 328, up to
+//	                   Checksum, are checksummed with the type descriptions)
 //	TypeDescOff        type descriptions: per type, u32 name length,
 //	                   u32 layout length, name, layout (see types.go)
 //	Regions[0].Off     first structure region (128-byte aligned)
@@ -144,7 +150,10 @@ type Header struct {
 	Types       [MaxTypes]TypeRecord
 	Params      [MaxParams]uint64 // kind-specific, immutable
 	Regions     [MaxRegions]RegionRecord
-	Checksum    uint64 // xxhash64 of the bytes before this field
+	// Checksum is xxhash64 (seed 0) of the header's bytes before this
+	// field (offsets 0..327) followed by the TypeDescLen bytes of type
+	// descriptions at TypeDescOff; see sum.
+	Checksum uint64
 
 	// Mutable words, outside the checksum.
 	State uint32

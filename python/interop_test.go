@@ -27,7 +27,20 @@ import (
 	"github.com/shmkit/shmkit/shmring"
 )
 
-func TestMain(m *testing.M) { testproc.Main(m) }
+func TestMain(m *testing.M) {
+	if testproc.IsChild() {
+		testproc.Main(m) // runs the child and exits
+	}
+	code := m.Run()
+	// The native library and the fixture binary are built once per test
+	// binary, each into a directory of its own: remove them.
+	for _, p := range []string{native.lib, fixtureOnce.path} {
+		if p != "" {
+			_ = os.RemoveAll(filepath.Dir(p))
+		}
+	}
+	os.Exit(code)
+}
 
 // Item and Point match python/internal/gofixture's (only the layout counts,
 // not the type name).

@@ -1140,6 +1140,21 @@ SHMKIT_API void shmkit_ring_set_wait(shmkit_ring *r, int64_t spin_ns, int64_t yi
 
 SHMKIT_API void shmkit_ring_stats(const shmkit_ring *r, shmkit_wait_stats *st) { *st = r->st; }
 
+/* Copy one element: constant-size copies for the common sizes, so the hot
+ * path inlines them instead of calling memcpy. */
+SHMKIT__INTERNAL void shmkit__copy(void *d, const void *s, uint64_t n)
+{
+	switch (n) {
+	case 4: memcpy(d, s, 4); return;
+	case 8: memcpy(d, s, 8); return;
+	case 16: memcpy(d, s, 16); return;
+	case 24: memcpy(d, s, 24); return;
+	case 32: memcpy(d, s, 32); return;
+	case 64: memcpy(d, s, 64); return;
+	default: memcpy(d, s, n);
+	}
+}
+
 SHMKIT__INTERNAL int shmkit__ring_corrupt(shmkit_ring *r, uint64_t h, uint64_t t)
 {
 	return shmkit__fail(SHMKIT_ECORRUPT, "%s: head %llu, tail %llu, capacity %llu (tail-head must be in [0, capacity])",
@@ -1316,7 +1331,7 @@ SHMKIT_API int shmkit_ring_pop(shmkit_ring *r, void *out, int64_t timeout_ns)
 {
 	if (__builtin_expect(r->cheld && r->head != r->tail_cache, 1)) {
 		uint64_t h = r->head;
-		memcpy(out, r->slots + (h & r->mask) * r->size, r->size);
+		shmkit__copy(out, r->slots + (h & r->mask) * r->size, r->size);
 		r->peeked = 0;
 		shmkit__ring_release(r, h + 1);
 		return SHMKIT_OK;

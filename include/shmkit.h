@@ -59,6 +59,9 @@
  *     void    shmkit_ring_close(shmkit_ring *r);  releases roles, unmaps
  *         timeout_ns: < 0 wait forever, 0 do not wait (SHMKIT_EEMPTY /
  *         SHMKIT_EFULL), > 0 wait at most that long (SHMKIT_ETIMEDOUT).
+ *         Consuming calls return SHMKIT_ECLOSED once the Go producer
+ *         called CloseWrites and every item was read; a producer then gets
+ *         SHMKIT_ECLOSED too.
  *         Batch calls return the count moved (>= 1) or a negative error.
  *   Byte ring (kind 3), consumer side
  *     shmkit_bytering *shmkit_bytering_open(const char *spec);
@@ -1057,6 +1060,7 @@ enum {
 	SHMKIT__RING_NOTFULLAT = 392,
 	SHMKIT__RING_PRODUCER = 512,
 	SHMKIT__RING_CONSUMER = 520,
+	SHMKIT__RING_WRITES_CLOSED = 528,
 	SHMKIT__RING_CTL_SIZE = 640
 };
 
@@ -1064,7 +1068,7 @@ struct shmkit_ring {
 	shmkit_segment *seg;
 	uint8_t *slots;
 	uint64_t size, cap, mask;
-	shmkit__a64 *tailp, *headp, *notfullat, *producer, *consumer;
+	shmkit__a64 *tailp, *headp, *notfullat, *producer, *consumer, *writes_closed;
 	shmkit__a32 *notempty, *notfull;
 	shmkit__waitcfg wcfg;
 	shmkit_wait_stats st;
@@ -1107,6 +1111,7 @@ SHMKIT__INTERNAL int shmkit__ring_init(shmkit_ring *r, shmkit_segment *s, int by
 	r->notfullat = (shmkit__a64 *)(ctl + SHMKIT__RING_NOTFULLAT);
 	r->producer = (shmkit__a64 *)(ctl + SHMKIT__RING_PRODUCER);
 	r->consumer = (shmkit__a64 *)(ctl + SHMKIT__RING_CONSUMER);
+	r->writes_closed = (shmkit__a64 *)(ctl + SHMKIT__RING_WRITES_CLOSED);
 	r->wcfg.spin_ns = 2000;
 	r->wcfg.yield_ns = 20000;
 	r->wcfg.park_max_ns = 1000000000LL;
@@ -1140,6 +1145,21 @@ SHMKIT_API void shmkit_ring_set_wait(shmkit_ring *r, int64_t spin_ns, int64_t yi
 
 SHMKIT_API void shmkit_ring_stats(const shmkit_ring *r, shmkit_wait_stats *st) { *st = r->st; }
 
+/* Copy one element: constant-size copies for the common sizes, so the hot
+ * path inlines them instead of calling memcpy. */
+SHMKIT__INTERNAL void shmkit__copy(void *d, const void *s, uint64_t n)
+{
+	switch (n) {
+	case 4: memcpy(d, s, 4); return;
+	case 8: memcpy(d, s, 8); return;
+	case 16: memcpy(d, s, 16); return;
+	case 24: memcpy(d, s, 24); return;
+	case 32: memcpy(d, s, 32); return;
+	case 64: memcpy(d, s, 64); return;
+	default: memcpy(d, s, n);
+	}
+}
+
 SHMKIT__INTERNAL int shmkit__ring_corrupt(shmkit_ring *r, uint64_t h, uint64_t t)
 {
 	return shmkit__fail(SHMKIT_ECORRUPT, "%s: head %llu, tail %llu, capacity %llu (tail-head must be in [0, capacity])",
@@ -1148,6 +1168,8 @@ SHMKIT__INTERNAL int shmkit__ring_corrupt(shmkit_ring *r, uint64_t h, uint64_t t
 
 SHMKIT__INTERNAL int shmkit__ring_claim_producer(shmkit_ring *r)
 {
+	if (atomic_load(r->writes_closed) != 0)
+		return shmkit__fail(SHMKIT_ECLOSED, "%s: writes were closed (CloseWrites)", r->seg->spec);
 	int rc = shmkit__claim_word(r->producer, "the ring's producer role");
 	if (rc)
 		return rc;
@@ -1197,7 +1219,18 @@ SHMKIT__INTERNAL int shmkit__ring_data(void *ctx)
 	if (t - r->head > r->cap || t - r->head < r->ready_pos - r->head || (r->bytes && t % 8))
 		return shmkit__ring_corrupt(r, r->head, t);
 	r->tail_cache = t;
-	return t != r->ready_pos;
+	if (t != r->ready_pos)
+		return 1;
+	if (atomic_load(r->writes_closed) == 0)
+		return 0;
+	/* Closed for writes (FORMAT.md, ring "Close writes"): everything
+	 * published before the flag is visible now; one more look is final. */
+	t = atomic_load(r->tailp);
+	if (t != r->ready_pos) {
+		r->tail_cache = t;
+		return 1;
+	}
+	return shmkit__fail(SHMKIT_ECLOSED, "%s: the producer closed writes and every item was read", r->seg->spec);
 }
 
 SHMKIT__INTERNAL int shmkit__ring_wait_room(shmkit_ring *r, uint64_t need, int64_t timeout_ns)
@@ -1316,7 +1349,7 @@ SHMKIT_API int shmkit_ring_pop(shmkit_ring *r, void *out, int64_t timeout_ns)
 {
 	if (__builtin_expect(r->cheld && r->head != r->tail_cache, 1)) {
 		uint64_t h = r->head;
-		memcpy(out, r->slots + (h & r->mask) * r->size, r->size);
+		shmkit__copy(out, r->slots + (h & r->mask) * r->size, r->size);
 		r->peeked = 0;
 		shmkit__ring_release(r, h + 1);
 		return SHMKIT_OK;

@@ -175,7 +175,13 @@ func TestScribbledOwnKeeperTID(t *testing.T) {
 	require.Positive(t, counts["shard 0: ErrLockTimeout"], "the scribbles never blocked a Put: the test proved nothing")
 	require.Positive(t, counts["shard 0: ok"], "no Put to shard 0 went through between scribbles")
 
-	// Left scribbled: writes to shard 0 time out, reads go on.
+	// Left scribbled: writes to shard 0 time out, reads go on. The child's
+	// last store may have landed while the victim held the lock with that
+	// very word, and the victim's Unlock then freed it: scribble it again
+	// now that the loop has stopped, so this check does not depend on that
+	// race.
+	word := (*uint32)(unsafe.Pointer(&m.Segment().Region(0)[8]))
+	atomic.StoreUint32(word, uint32(tid))
 	k0 := keys[0][0]
 	err = m.Put(k0, 1<<40)
 	require.ErrorIs(t, err, shmmap.ErrLockTimeout)
@@ -186,7 +192,6 @@ func TestScribbledOwnKeeperTID(t *testing.T) {
 		require.Equal(t, want, got, "key %d: not the last successful Put", k)
 	}
 	// Un-scribbled, the shard works and the table is whole.
-	word := (*uint32)(unsafe.Pointer(&m.Segment().Region(0)[8]))
 	v := atomic.LoadUint32(word)
 	require.Equal(t, uint32(tid), v&futex.TIDMask, "word %#x", v)
 	require.True(t, atomic.CompareAndSwapUint32(word, v, 0))

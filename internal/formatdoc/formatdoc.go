@@ -290,6 +290,19 @@ func (d *Doc) CheckTable(name string, t reflect.Type) []error {
 	if !sawTotal {
 		errs = append(errs, fmt.Errorf("%s:%d: %s: no (total) row", filepath.Base(d.Path), tab.Line, name))
 	}
+	// The other way round: every named top-level field of the Go type has a
+	// row, so a field added in padding cannot go undocumented.
+	documented := map[string]bool{}
+	for _, r := range tab.Rows {
+		documented[strings.SplitN(strings.SplitN(r.Field, ".", 2)[0], "[", 2)[0]] = true
+	}
+	if t.Kind() == reflect.Struct {
+		for i := range t.NumField() {
+			if f := t.Field(i); f.Name != "_" && !f.Anonymous && !documented[f.Name] {
+				errs = append(errs, fmt.Errorf("%s:%d: %s: Go field %s (offset %d, size %d) has no row", filepath.Base(d.Path), tab.Line, name, f.Name, f.Offset, f.Type.Size()))
+			}
+		}
+	}
 	return errs
 }
 

@@ -274,7 +274,11 @@ func (q *Queue[T]) Push(ctx context.Context, v T) error {
 }
 
 // TryPush appends v if there is room now; otherwise it returns ErrFull
-// (or ErrClosed after CloseWrites).
+// (or ErrClosed after CloseWrites). It never waits for room, but it may
+// wait out a live consumer that is in the middle of popping the item whose
+// slot v needs (for at most TryStallLimit, then ErrPeerStalled), because
+// that pop already made room: see "Try operations" in the package
+// documentation. TryPush and TryPop are linearizable.
 func (q *Queue[T]) TryPush(v T) error {
 	if err := q.check("push"); err != nil {
 		return err
@@ -312,7 +316,11 @@ func (q *Queue[T]) Pop(ctx context.Context) (T, error) {
 }
 
 // TryPop removes and returns the oldest item if there is one now;
-// otherwise ErrEmpty, or ErrClosed once closed and drained.
+// otherwise ErrEmpty, or ErrClosed once closed and drained. It never waits
+// for items, but it may wait out a live producer that is in the middle of
+// pushing the oldest item (for at most TryStallLimit, then
+// ErrPeerStalled), because that item is already in the queue: see "Try
+// operations" in the package documentation.
 func (q *Queue[T]) TryPop() (T, error) {
 	var one [1]T
 	if err := q.check("pop"); err != nil {
@@ -341,6 +349,7 @@ func (q *Queue[T]) PopBatch(ctx context.Context, buf []T) (int, error) {
 
 // TryPopBatch removes up to len(buf) items that are available now. It
 // returns 0 and ErrEmpty if none is, or ErrClosed once closed and drained.
+// It waits out a peer in flight as TryPop does.
 func (q *Queue[T]) TryPopBatch(buf []T) (int, error) {
 	if err := q.check("pop"); err != nil {
 		return 0, err
@@ -391,9 +400,9 @@ func (q *Queue[T]) Segment() *layout.Segment { return q.seg }
 // (and rings, and bus subscribers) wakes when one of them has an item to
 // pop. The check reports true when an item can be popped, or the queue is
 // closed for writes (TryPop then drains it, then says ErrClosed), or this
-// handle is closed. It may also report true briefly while a producer is
-// writing the item at the head (futex backend), in which case TryPop says
-// ErrEmpty: Wait again. Both backends signal the returned notifier when
+// handle is closed. It may also report true while a producer is writing
+// the item at the head (futex backend); TryPop then waits for that item
+// (or skips it if its producer died). Both backends signal the returned notifier when
 // an item arrives.
 func (q *Queue[T]) WaitSource() (*sync.Notifier, func() bool) {
 	if q.check("wait source") != nil {

@@ -59,6 +59,17 @@ func stalled(pos uint64, consumer bool) error {
 	return fmt.Errorf("%w: the slot of position %d is still being popped", ErrPeerStalled, pos)
 }
 
+// ErrSemRemoved reports that a SysV-backend queue's semaphore set was
+// removed by someone else (ipcrm -s/-S, or semctl IPC_RMID) while the
+// segment stayed: the queue cannot be used any more (its lock and counts
+// are gone, and a new set would not know who held what). Operations of
+// live handles and Open fail with an error wrapping it that names the
+// set's key and id; the fix is to remove the queue (shmctl rm SPEC, or
+// Remove) and create it again. It wraps sync.ErrRemoved, and on purpose
+// not ErrClosed: a consumer that stops on ErrClosed would take the queue
+// for drained while items may still be in it.
+var ErrSemRemoved = fmt.Errorf("the queue's SysV semaphore set was removed by someone else: %w", sync.ErrRemoved)
+
 // Option configures Create and Open. Every shmkit structure takes the same
 // option vocabulary; the constructors below mean the same in each.
 type Option = options.Option
@@ -133,9 +144,9 @@ func buildConfig(op, spec string, opts []Option) (options.Config, *settings, err
 }
 
 // Remove removes everything a queue at spec made: its SysV semaphore set,
-// if it has one, and the segment. Handles still attached keep working on
-// the unlinked segment (but a SysV queue's operations fail with ErrClosed
-// once its set is gone).
+// if it has one (and it is still there), and the segment. Handles still
+// attached keep working on the unlinked segment (but a SysV queue's
+// operations fail with ErrSemRemoved once its set is gone).
 func Remove(spec string, opts ...Option) error {
 	cfg, _, err := buildConfig("remove", spec, opts)
 	if err != nil {

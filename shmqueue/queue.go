@@ -2,7 +2,9 @@ package shmqueue
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"reflect"
 	stdsync "sync"
 	"sync/atomic"
@@ -232,21 +234,32 @@ func sysvRegions(seg *layout.Segment) (*sysvControl, error) {
 	return layout.View[sysvControl](seg, 0)
 }
 
+// openSemSet opens the semaphore set the header names. A set that is gone
+// (or whose key now names another set: the recorded one was removed and
+// the key reused) is ErrSemRemoved.
 func openSemSet(p [layout.MaxParams]uint64) (*sync.SemSet, error) {
-	if key := int32(uint32(p[paramSemKey])); key != 0 {
-		s, err := sync.OpenSemSet(key)
-		if err != nil {
-			return nil, err
-		}
-		if uint64(s.ID()) != p[paramSemID] {
-			return nil, fmt.Errorf("%w: semaphore key %#x now names set %d, header recorded %d", ErrCorrupt, uint32(key), s.ID(), p[paramSemID])
-		}
-		return s, nil
-	}
 	if p[paramSemID] > 1<<31 {
 		return nil, fmt.Errorf("%w: semaphore set id %d", ErrCorrupt, p[paramSemID])
 	}
-	return sync.OpenSemSetID(int(p[paramSemID]))
+	key, id := int32(uint32(p[paramSemKey])), int(p[paramSemID])
+	if key != 0 {
+		s, err := sync.OpenSemSet(key)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, sync.ErrRemoved) {
+			return nil, semRemoved(key, id, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if s.ID() != id {
+			return nil, semRemoved(key, id, fmt.Errorf("key %#x now names another set, id %d", uint32(key), s.ID()))
+		}
+		return s, nil
+	}
+	s, err := sync.OpenSemSetID(id)
+	if errors.Is(err, sync.ErrRemoved) {
+		return nil, semRemoved(key, id, err)
+	}
+	return s, err
 }
 
 // check reports use after Close.

@@ -223,9 +223,22 @@ func (q *sysvQueue[T]) waitToken(ctx context.Context, sem uint16) error {
 	if sem == semItems {
 		n, consumer = &q.ctl.items, true
 	}
+	// The set may be removed (ipcrm) while nobody touches it: look at it
+	// on every recheck, so a waiter says so instead of waiting on.
+	var gone error
+	ready := func() bool { return gone != nil || q.tokensLikely(sem) }
+	poll := func() bool {
+		if _, err := q.sem.GetVal(semLock); errors.Is(err, sync.ErrRemoved) {
+			gone = q.semErr(err)
+		}
+		return true
+	}
 	q.enter(consumer)
-	err := n.WaitPoll(ctx, q.policy, func() bool { return q.tokensLikely(sem) }, sysvRecheck, func() bool { return true })
+	err := n.WaitPoll(ctx, q.policy, ready, sysvRecheck, poll)
 	q.leave(consumer)
+	if err == nil {
+		err = gone
+	}
 	return err
 }
 

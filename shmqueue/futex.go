@@ -137,6 +137,12 @@ func (q *futexQueue[T]) tryPush(vs []T, s *snapshot) (int, obstacle, error) {
 			// consumed (or being consumed), or not yet published.
 			q.releaseLane(lane)
 			d := q.ctl.deq.Load()
+			if d <= pos && pos-d > q.cap {
+				// d was read after e and only grows: pos-d can only be
+				// smaller than it was, and it never exceeds cap. (d > pos
+				// is legal: consumers moved on since e was read.)
+				return 0, obNone, corruptf("enqueue cursor %#x, dequeue cursor %#x, capacity %d", e, d, q.cap)
+			}
 			*s = snapshot{enq: e, deq: d, seq: seq, slot: &sl.seq, pos: pos}
 			if v == pos-q.cap+1 && d > pos-q.cap {
 				return 0, obStuck, nil

@@ -1,6 +1,7 @@
 package shmqueue
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -32,6 +33,42 @@ var (
 // ErrTooManyHandles reports that every member record of a futex queue is
 // held by a live handle (see WithMaxHandles). It wraps ErrCapacity.
 var ErrTooManyHandles = fmt.Errorf("%w: every member record is held by a live handle (see WithMaxHandles)", ErrCapacity)
+
+// TryStallLimit bounds how long one TryPush, TryPop or TryPopBatch call
+// waits out operations of live peers that are in flight
+// where it needs to go (see the package documentation, "Try operations").
+// A peer stays inside an operation for microseconds unless it is stopped
+// (SIGSTOP, a debugger) or starved of CPU.
+const TryStallLimit = 500 * time.Millisecond
+
+// ErrPeerStalled is wrapped by the error of a Try operation that waited
+// TryStallLimit for a live peer to finish an operation in flight and gave
+// up. The Try operation had no effect. It wraps context.DeadlineExceeded
+// (the Try's own bound ran out); it is neither ErrFull nor ErrEmpty,
+// because the queue was neither (a stopped producer's claimed item is in
+// the queue; a stopped consumer's popped item is not).
+var ErrPeerStalled = fmt.Errorf("a live peer stayed inside an operation for over %v (stopped, or starved of CPU): %w", TryStallLimit, context.DeadlineExceeded)
+
+// stalled is the error of a Try operation that gave up on the peer in
+// flight at pos (the producer of pos for a consumer; the consumer of the
+// slot's previous round for a producer).
+func stalled(pos uint64, consumer bool) error {
+	if consumer {
+		return fmt.Errorf("%w: the producer of position %d has not published it", ErrPeerStalled, pos)
+	}
+	return fmt.Errorf("%w: the slot of position %d is still being popped", ErrPeerStalled, pos)
+}
+
+// ErrSemRemoved reports that a SysV-backend queue's semaphore set was
+// removed by someone else (ipcrm -s/-S, or semctl IPC_RMID) while the
+// segment stayed: the queue cannot be used any more (its lock and counts
+// are gone, and a new set would not know who held what). Operations of
+// live handles and Open fail with an error wrapping it that names the
+// set's key and id; the fix is to remove the queue (shmctl rm SPEC, or
+// Remove) and create it again. It wraps sync.ErrRemoved, and on purpose
+// not ErrClosed: a consumer that stops on ErrClosed would take the queue
+// for drained while items may still be in it.
+var ErrSemRemoved = fmt.Errorf("the queue's SysV semaphore set was removed by someone else: %w", sync.ErrRemoved)
 
 // Option configures Create and Open. Every shmkit structure takes the same
 // option vocabulary; the constructors below mean the same in each.
@@ -107,9 +144,9 @@ func buildConfig(op, spec string, opts []Option) (options.Config, *settings, err
 }
 
 // Remove removes everything a queue at spec made: its SysV semaphore set,
-// if it has one, and the segment. Handles still attached keep working on
-// the unlinked segment (but a SysV queue's operations fail with ErrClosed
-// once its set is gone).
+// if it has one (and it is still there), and the segment. Handles still
+// attached keep working on the unlinked segment (but a SysV queue's
+// operations fail with ErrSemRemoved once its set is gone).
 func Remove(spec string, opts ...Option) error {
 	cfg, _, err := buildConfig("remove", spec, opts)
 	if err != nil {

@@ -72,7 +72,7 @@
 //	lane = 0                 AFTER the last seq store (frees the lane too)
 //
 // A waiter that finds the slot of position p claimed but not finished for a
-// while (about a millisecond, or at once for TryPush/TryPop) scans the
+// while (about a millisecond; at once, the first time, for TryPush/TryPop) scans the
 // lanes for an announcement covering p whose owner is alive (proc.Dead, by
 // pid and start time). If there is none, it re-reads the slot with a CAS:
 // a producer hole p -> (p+1)|hole (consumers then pass it over without
@@ -117,6 +117,40 @@
 // corrupt the queue while a wrong "alive" only delays a repair. Every
 // process using a queue must run in the same PID namespace, as for robust
 // futexes.
+//
+// # Try operations
+//
+// TryPush, TryPop and TryPopBatch never wait for room or items, and they
+// are linearizable (checked with a linearizability checker over histories
+// of several processes, with peers SIGSTOPped mid-operation): TryPush
+// says ErrFull only if, at some instant during the call, the queue held
+// capacity items, and TryPop says ErrEmpty only if it held none. A push
+// takes effect at its claim (its position fixes its place in the queue)
+// and a pop at its claim. So a Try operation may have to wait out a LIVE
+// peer that is in flight where it needs to go:
+//
+//   - TryPop at position p finds p claimed by a producer that has not
+//     published it yet. That item is in the queue, ahead of every later
+//     one, so "empty" would be false; TryPop waits for the publication.
+//   - TryPush finds that the slot it needs still holds the item of the
+//     previous round, which a consumer has claimed (popped) but not yet
+//     released. The queue is not full; TryPush waits for the release.
+//
+// It waits with the same waiter as a blocking call and checks, at once
+// and then every millisecond, whether the claimant is still alive
+// (internal/proc: definite evidence only); a dead claimant's position is
+// repaired as a blocked call would (a hole skipped, a slot reclaimed) and
+// the Try operation goes on. A live claimant finishes within microseconds
+// unless it is stopped (SIGSTOP, a debugger) or starved of CPU: a Try
+// operation waits for it at most TryStallLimit in all, then returns an
+// error wrapping ErrPeerStalled (and context.DeadlineExceeded) having done
+// nothing. A hostile peer that forges a live claim therefore delays a Try
+// operation by TryStallLimit at most.
+//
+// The SysV backend answers full or empty from head and tail read in the
+// order that makes the answer true at one instant, or under the lock; a
+// Try operation waits for a lock holder (who is in the middle of an
+// operation) for at most TryStallLimit too, then ErrPeerStalled.
 //
 // # Waiting
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
 	"github.com/shmkit/shmkit/layout"
@@ -136,6 +137,12 @@ func (q *futexQueue[T]) tryPush(vs []T, s *snapshot) (int, obstacle, error) {
 			// consumed (or being consumed), or not yet published.
 			q.releaseLane(lane)
 			d := q.ctl.deq.Load()
+			if d <= pos && pos-d > q.cap {
+				// d was read after e and only grows: pos-d can only be
+				// smaller than it was, and it never exceeds cap. (d > pos
+				// is legal: consumers moved on since e was read.)
+				return 0, obNone, corruptf("enqueue cursor %#x, dequeue cursor %#x, capacity %d", e, d, q.cap)
+			}
 			*s = snapshot{enq: e, deq: d, seq: seq, slot: &sl.seq, pos: pos}
 			if v == pos-q.cap+1 && d > pos-q.cap {
 				return 0, obStuck, nil
@@ -262,6 +269,7 @@ func (q *futexQueue[T]) tryPop(out []T, s *snapshot) (int, obstacle, error) {
 func (q *futexQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error) {
 	done := 0
 	var s snapshot
+	var stall time.Time // a Try operation's deadline for waiting out peers
 	for done < len(vs) {
 		n, ob, err := q.tryPush(vs[done:], &s)
 		done += n
@@ -271,11 +279,21 @@ func (q *futexQueue[T]) push(ctx context.Context, vs []T, block bool) (int, erro
 		if n > 0 {
 			continue
 		}
-		if ob == obStuck && !block && q.repairPop(&s) {
-			continue
-		}
 		if !block {
-			return done, ErrFull
+			if ob != obStuck {
+				return done, ErrFull
+			}
+			// A consumer took position s.pos-cap out of the queue but has
+			// not released its slot: the queue is not full, so ErrFull
+			// would be a lie. Take over a dead consumer's slot; wait out
+			// a live one.
+			if q.repairPop(&s) {
+				continue
+			}
+			if err := q.waitInFlight(&stall, &q.ctl.slots, s, false); err != nil {
+				return done, err
+			}
+			continue
 		}
 		if err := q.wait(ctx, &q.ctl.slots, s, ob, false); err != nil {
 			return done, err
@@ -287,16 +305,27 @@ func (q *futexQueue[T]) push(ctx context.Context, vs []T, block bool) (int, erro
 // pop pops at least one item into out (block), or what is there now.
 func (q *futexQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error) {
 	var s snapshot
+	var stall time.Time
 	for {
 		n, ob, err := q.tryPop(out, &s)
 		if n > 0 || err != nil {
 			return n, err
 		}
-		if ob == obStuck && !block && q.repairPush(&s) {
-			continue
-		}
 		if !block {
-			return 0, ErrEmpty
+			if ob != obStuck {
+				return 0, ErrEmpty
+			}
+			// A producer claimed position s.pos and has not published it:
+			// its item is in the queue (a push takes effect at its claim,
+			// which fixes its place), so ErrEmpty would be a lie. Skip a
+			// dead producer's position as a hole; wait out a live one.
+			if q.repairPush(&s) {
+				continue
+			}
+			if err := q.waitInFlight(&stall, &q.ctl.items, s, true); err != nil {
+				return 0, err
+			}
+			continue
 		}
 		if err := q.wait(ctx, &q.ctl.items, s, ob, true); err != nil {
 			return 0, err

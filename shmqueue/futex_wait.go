@@ -61,6 +61,24 @@ func (q *futexQueue[T]) wait(ctx context.Context, n *sync.Notifier, s snapshot, 
 	return err
 }
 
+// waitInFlight is how a Try operation waits out the claim of the peer
+// that stands at s.pos (claimed, not yet published or released): with the
+// same waiter as a blocking call, repairing the claim if its claimant
+// dies, but for at most TryStallLimit in all for the whole Try call
+// (*deadline, set by the first wait), after which it returns an error
+// wrapping ErrPeerStalled. It returns nil when s may be stale.
+func (q *futexQueue[T]) waitInFlight(deadline *time.Time, n *sync.Notifier, s snapshot, consumer bool) error {
+	if deadline.IsZero() {
+		*deadline = time.Now().Add(TryStallLimit)
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), *deadline)
+	defer cancel()
+	if err := q.wait(ctx, n, s, obStuck, consumer); err != nil {
+		return stalled(s.pos, consumer)
+	}
+	return nil
+}
+
 func (q *futexQueue[T]) repair(s *snapshot, consumer bool) bool {
 	if consumer {
 		return q.repairPush(s)
@@ -130,7 +148,7 @@ func (q *futexQueue[T]) stats() Stats { return futexStats(q.ctl, q.members, q.ca
 // waitSource: an item can be popped, or TryPop has something to say, as
 // soon as the cursors differ: a published item or a hole at the dequeue
 // cursor, an item being written (TryPop repairs it if its producer died,
-// else says ErrEmpty until it is published), closed (the closed bit), or
+// else waits for it to be published), closed (the closed bit), or
 // garbage (ErrCorrupt). Producers notify items when they publish the item
 // at the dequeue cursor, which is the one that makes an empty queue
 // non-empty.

@@ -2,7 +2,9 @@ package shmqueue
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"reflect"
 	stdsync "sync"
 	"sync/atomic"
@@ -232,21 +234,32 @@ func sysvRegions(seg *layout.Segment) (*sysvControl, error) {
 	return layout.View[sysvControl](seg, 0)
 }
 
+// openSemSet opens the semaphore set the header names. A set that is gone
+// (or whose key now names another set: the recorded one was removed and
+// the key reused) is ErrSemRemoved.
 func openSemSet(p [layout.MaxParams]uint64) (*sync.SemSet, error) {
-	if key := int32(uint32(p[paramSemKey])); key != 0 {
-		s, err := sync.OpenSemSet(key)
-		if err != nil {
-			return nil, err
-		}
-		if uint64(s.ID()) != p[paramSemID] {
-			return nil, fmt.Errorf("%w: semaphore key %#x now names set %d, header recorded %d", ErrCorrupt, uint32(key), s.ID(), p[paramSemID])
-		}
-		return s, nil
-	}
 	if p[paramSemID] > 1<<31 {
 		return nil, fmt.Errorf("%w: semaphore set id %d", ErrCorrupt, p[paramSemID])
 	}
-	return sync.OpenSemSetID(int(p[paramSemID]))
+	key, id := int32(uint32(p[paramSemKey])), int(p[paramSemID])
+	if key != 0 {
+		s, err := sync.OpenSemSet(key)
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, sync.ErrRemoved) {
+			return nil, semRemoved(key, id, err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		if s.ID() != id {
+			return nil, semRemoved(key, id, fmt.Errorf("key %#x now names another set, id %d", uint32(key), s.ID()))
+		}
+		return s, nil
+	}
+	s, err := sync.OpenSemSetID(id)
+	if errors.Is(err, sync.ErrRemoved) {
+		return nil, semRemoved(key, id, err)
+	}
+	return s, err
 }
 
 // check reports use after Close.
@@ -274,7 +287,11 @@ func (q *Queue[T]) Push(ctx context.Context, v T) error {
 }
 
 // TryPush appends v if there is room now; otherwise it returns ErrFull
-// (or ErrClosed after CloseWrites).
+// (or ErrClosed after CloseWrites). It never waits for room, but it may
+// wait out a live consumer that is in the middle of popping the item whose
+// slot v needs (for at most TryStallLimit, then ErrPeerStalled), because
+// that pop already made room: see "Try operations" in the package
+// documentation. TryPush and TryPop are linearizable.
 func (q *Queue[T]) TryPush(v T) error {
 	if err := q.check("push"); err != nil {
 		return err
@@ -312,7 +329,11 @@ func (q *Queue[T]) Pop(ctx context.Context) (T, error) {
 }
 
 // TryPop removes and returns the oldest item if there is one now;
-// otherwise ErrEmpty, or ErrClosed once closed and drained.
+// otherwise ErrEmpty, or ErrClosed once closed and drained. It never waits
+// for items, but it may wait out a live producer that is in the middle of
+// pushing the oldest item (for at most TryStallLimit, then
+// ErrPeerStalled), because that item is already in the queue: see "Try
+// operations" in the package documentation.
 func (q *Queue[T]) TryPop() (T, error) {
 	var one [1]T
 	if err := q.check("pop"); err != nil {
@@ -341,6 +362,7 @@ func (q *Queue[T]) PopBatch(ctx context.Context, buf []T) (int, error) {
 
 // TryPopBatch removes up to len(buf) items that are available now. It
 // returns 0 and ErrEmpty if none is, or ErrClosed once closed and drained.
+// It waits out a peer in flight as TryPop does.
 func (q *Queue[T]) TryPopBatch(buf []T) (int, error) {
 	if err := q.check("pop"); err != nil {
 		return 0, err
@@ -391,9 +413,9 @@ func (q *Queue[T]) Segment() *layout.Segment { return q.seg }
 // (and rings, and bus subscribers) wakes when one of them has an item to
 // pop. The check reports true when an item can be popped, or the queue is
 // closed for writes (TryPop then drains it, then says ErrClosed), or this
-// handle is closed. It may also report true briefly while a producer is
-// writing the item at the head (futex backend), in which case TryPop says
-// ErrEmpty: Wait again. Both backends signal the returned notifier when
+// handle is closed. It may also report true while a producer is writing
+// the item at the head (futex backend); TryPop then waits for that item
+// (or skips it if its producer died). Both backends signal the returned notifier when
 // an item arrives.
 func (q *Queue[T]) WaitSource() (*sync.Notifier, func() bool) {
 	if q.check("wait source") != nil {

@@ -1,6 +1,7 @@
 package shmqueue
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/shmkit/shmkit/layout"
@@ -35,6 +36,13 @@ type Stats struct {
 	// taken over by the next Open that finds no free record).
 	Handles, DeadHandles int
 	Closed               bool
+	// SemKey and SemID name a SysV-backend queue's semaphore set as ipcs
+	// shows it (key 0: IPC_PRIVATE); SemRemoved reports that the set is
+	// gone (removed by ipcrm, say): the queue cannot be used any more
+	// (see ErrSemRemoved).
+	SemKey     int32
+	SemID      int
+	SemRemoved bool
 }
 
 // Stats returns a snapshot of the queue's counters.
@@ -77,6 +85,10 @@ func Inspect(s *layout.Segment) (Stats, error) {
 			return Stats{}, wrap(err)
 		}
 		st = sysvStats(ctl, cp)
+		st.SemKey, st.SemID = int32(uint32(h.Params[paramSemKey])), int(min(h.Params[paramSemID], 1<<31))
+		if _, err := openSemSet(h.Params); errors.Is(err, ErrSemRemoved) {
+			st.SemRemoved = true
+		}
 	}
 	st.Backend = Backend(h.Params[paramBackend])
 	st.Cap = int(cp)

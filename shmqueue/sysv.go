@@ -67,12 +67,28 @@ func initSysV(sem *sync.SemSet, cp uint64) error {
 	return sem.SetAll(vals)
 }
 
-// semErr reports a semaphore set removed under us as ErrClosed.
-func semErr(err error) error {
+// semErr reports the semaphore set removed under us (by ipcrm, say) as
+// what it is: ErrSemRemoved, naming the set.
+func (q *sysvQueue[T]) semErr(err error) error {
 	if errors.Is(err, sync.ErrRemoved) {
-		return fmt.Errorf("%w: semaphore set removed (%w)", ErrClosed, err)
+		return semRemoved(q.sem.Key(), q.sem.ID(), err)
 	}
 	return err
+}
+
+// semRemoved is the error of an operation on a queue whose semaphore set
+// (key, id) is gone.
+func semRemoved(key int32, id int, cause error) error {
+	return fmt.Errorf("%w: semaphore set %s is gone (%v); the queue cannot be used any more: remove it (shmctl rm SPEC, or shmqueue.Remove) and create it again",
+		ErrSemRemoved, semName(key, id), cause)
+}
+
+// semName names a semaphore set as ipcs and ipcrm do: by key (-S) and id (-s).
+func semName(key int32, id int) string {
+	if key == 0 {
+		return fmt.Sprintf("id %d (IPC_PRIVATE)", id)
+	}
+	return fmt.Sprintf("key %#x id %d", uint32(key), id)
 }
 
 func (q *sysvQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error) {
@@ -83,7 +99,7 @@ func (q *sysvQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error
 			return done, ErrFull
 		}
 		if err != nil {
-			return done, semErr(err)
+			return done, q.semErr(err)
 		}
 		n, err := q.count()
 		if err != nil {
@@ -102,7 +118,7 @@ func (q *sysvQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error
 			}
 			_ = q.unlock(semSlots, 0)
 			if err != nil {
-				return done, semErr(err)
+				return done, q.semErr(err)
 			}
 			if !token && n == q.cap && !block {
 				return done, ErrFull
@@ -120,7 +136,7 @@ func (q *sysvQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error
 		}
 		done += k
 		if err := q.unlock(semItems, k); err != nil {
-			return done, semErr(err)
+			return done, q.semErr(err)
 		}
 		q.ctl.items.Notify() // one load when nobody is parked
 	}
@@ -134,7 +150,7 @@ func (q *sysvQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error
 			return 0, ErrEmpty
 		}
 		if err != nil {
-			return 0, semErr(err)
+			return 0, q.semErr(err)
 		}
 		n, err := q.count()
 		if err != nil {
@@ -149,7 +165,7 @@ func (q *sysvQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error
 			_ = q.unlock(semItems, b2i(token && closed))
 			switch {
 			case err != nil:
-				return 0, semErr(err)
+				return 0, q.semErr(err)
 			case closed:
 				return 0, ErrClosed
 			case !block:
@@ -164,7 +180,7 @@ func (q *sysvQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error
 				err = uerr
 			}
 			if err != nil {
-				return 0, semErr(err)
+				return 0, q.semErr(err)
 			}
 			continue
 		}
@@ -178,7 +194,7 @@ func (q *sysvQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error
 			crashpoint.Hit("shmqueue.sysv-pop-committed")
 		}
 		if err := q.unlock(semSlots, k); err != nil {
-			return k, semErr(err)
+			return k, q.semErr(err)
 		}
 		q.ctl.slots.Notify()
 		return k, nil
@@ -187,7 +203,7 @@ func (q *sysvQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error
 
 func (q *sysvQueue[T]) closeWrites() error {
 	if err := q.lockSlow(context.Background()); err != nil {
-		return semErr(err)
+		return q.semErr(err)
 	}
 	if q.ctl.closed.Load() == 0 {
 		n, err := q.count()
@@ -202,11 +218,11 @@ func (q *sysvQueue[T]) closeWrites() error {
 		}
 		if err != nil {
 			_ = q.unlock(0, 0)
-			return semErr(err)
+			return q.semErr(err)
 		}
 	}
 	if err := q.unlock(0, 0); err != nil {
-		return semErr(err)
+		return q.semErr(err)
 	}
 	q.ctl.items.Notify()
 	q.ctl.slots.Notify()
@@ -223,7 +239,14 @@ func sysvLen(ctl *sysvControl, cp uint64) int {
 	return int(min(t-h, cp))
 }
 
-func (q *sysvQueue[T]) stats() Stats { return sysvStats(q.ctl, q.cap) }
+func (q *sysvQueue[T]) stats() Stats {
+	st := sysvStats(q.ctl, q.cap)
+	st.SemKey, st.SemID = q.sem.Key(), q.sem.ID()
+	if _, err := q.sem.GetVal(semLock); errors.Is(err, sync.ErrRemoved) {
+		st.SemRemoved = true
+	}
+	return st
+}
 
 func sysvStats(ctl *sysvControl, cp uint64) Stats {
 	return Stats{

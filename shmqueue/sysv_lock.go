@@ -3,6 +3,7 @@ package shmqueue
 import (
 	"context"
 	"errors"
+	"fmt"
 	"runtime"
 	"time"
 
@@ -36,9 +37,20 @@ func (q *sysvQueue[T]) lockFast(sem uint16) error {
 }
 
 // tokensLikely guesses from head and tail (read without the lock) whether
-// a token of sem is available.
+// a token of sem is available. A "no" is exact at one instant, which a
+// Try operation's ErrEmpty or ErrFull needs (linearizability): the cursor
+// the other side moves is read first, so for items tail(now) <= head(then)
+// means the queue was empty then, and for slots tail(then) - head(now) >=
+// capacity means it is full now (both cursors only grow).
 func (q *sysvQueue[T]) tokensLikely(sem uint16) bool {
-	h, t := q.ctl.head.Load(), q.ctl.tail.Load()
+	var h, t uint64
+	if sem == semItems {
+		h = q.ctl.head.Load()
+		t = q.ctl.tail.Load()
+	} else {
+		t = q.ctl.tail.Load()
+		h = q.ctl.head.Load()
+	}
 	if q.ctl.closed.Load() != 0 || t < h || t-h > q.cap {
 		return true // closed (bonus tokens), or garbage for the locked path to report
 	}
@@ -66,6 +78,22 @@ func (q *sysvQueue[T]) lockSlow(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// lockSlowFor is lockSlow for acquire: a blocking call waits for the
+// lock as long as ctx allows; a Try operation waits out the live holder
+// for at most TryStallLimit (ErrPeerStalled), never for tokens.
+func (q *sysvQueue[T]) lockSlowFor(ctx context.Context, block bool) error {
+	if block {
+		return q.lockSlow(ctx)
+	}
+	tctx, cancel := context.WithTimeout(context.Background(), TryStallLimit)
+	defer cancel()
+	err := q.lockSlow(tctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w: the semaphore set's lock stayed held", ErrPeerStalled)
+	}
+	return err
 }
 
 // reconcile recomputes slots and items from head and tail. The caller
@@ -175,7 +203,7 @@ func (q *sysvQueue[T]) acquire(ctx context.Context, sem uint16, block bool) (tok
 		// wrong: take the lock the blocking way and look under it. Under
 		// the lock nobody else holds a token, so one exists exactly when
 		// the state says so.
-		if err := q.lockSlow(ctx); err != nil {
+		if err := q.lockSlowFor(ctx, block); err != nil {
 			return false, err
 		}
 		if q.sem.Op(context.Background(), sync.SemOp{Num: sem, Delta: -1, NoWait: true}) == nil {
@@ -195,9 +223,22 @@ func (q *sysvQueue[T]) waitToken(ctx context.Context, sem uint16) error {
 	if sem == semItems {
 		n, consumer = &q.ctl.items, true
 	}
+	// The set may be removed (ipcrm) while nobody touches it: look at it
+	// on every recheck, so a waiter says so instead of waiting on.
+	var gone error
+	ready := func() bool { return gone != nil || q.tokensLikely(sem) }
+	poll := func() bool {
+		if _, err := q.sem.GetVal(semLock); errors.Is(err, sync.ErrRemoved) {
+			gone = q.semErr(err)
+		}
+		return true
+	}
 	q.enter(consumer)
-	err := n.WaitPoll(ctx, q.policy, func() bool { return q.tokensLikely(sem) }, sysvRecheck, func() bool { return true })
+	err := n.WaitPoll(ctx, q.policy, ready, sysvRecheck, poll)
 	q.leave(consumer)
+	if err == nil {
+		err = gone
+	}
 	return err
 }
 

@@ -48,6 +48,18 @@ func queueLive(s *layout.Segment) (*Live, error) {
 			{Name: "lock repairs", Value: st.Repairs},
 		},
 	}
+	if st.Backend == shmqueue.BackendSysV {
+		// The set ipcs lists for it: ipcs -s -i ID, ipcrm -s ID (or -S KEY).
+		l.Details = append(l.Details,
+			Counter{Name: "semaphore key", Value: uint64(uint32(st.SemKey))},
+			Counter{Name: "semaphore id", Value: uint64(max(st.SemID, 0))})
+		if st.SemRemoved {
+			l.Problems = append(l.Problems, Problem{
+				What:   "semaphore-set-removed",
+				Detail: fmt.Sprintf("the queue's SysV semaphore set (%s) was removed by someone (ipcrm?); the queue cannot be used any more; 'shmctl rm %s' removes the rest of it", semName(st.SemKey, st.SemID), s.Raw().Spec()),
+			})
+		}
+	}
 	if st.DeadHandles > 0 {
 		l.Problems = append(l.Problems, Problem{
 			What: "dead-participant",
@@ -56,4 +68,12 @@ func queueLive(s *layout.Segment) (*Live, error) {
 		})
 	}
 	return l, nil
+}
+
+// semName names a semaphore set the way ipcs and ipcrm take it.
+func semName(key int32, id int) string {
+	if key == 0 {
+		return fmt.Sprintf("id %d, IPC_PRIVATE", id)
+	}
+	return fmt.Sprintf("key %#x, id %d", uint32(key), id)
 }

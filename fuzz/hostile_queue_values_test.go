@@ -67,13 +67,13 @@ func queueWords(t *testing.T, q *shmqueue.Queue[item]) qWords {
 
 func (w qWords) seq(i int) *atomic.Uint64 { return &w.slots[i*w.slotWords] }
 
-type adversary struct {
+type queueAdversary struct {
 	name    string
 	corrupt bool // some operation must say ErrCorrupt
 	write   func(w qWords)
 }
 
-func futexAdversaries() []adversary {
+func futexAdversaries() []queueAdversary {
 	self := proc.Self()
 	me := self.Word()
 	wrongStart := proc.ID{PID: self.PID, Start: self.Start + 12345}.Word()
@@ -92,7 +92,7 @@ func futexAdversaries() []adversary {
 			}
 		}
 	}
-	return []adversary{
+	return []queueAdversary{
 		{"enq-just-past-capacity", true, func(w qWords) { w.ctl[0].Store(qCap + 1) }},
 		{"enq-2^64-1", true, func(w qWords) { w.ctl[0].Store(max64) }},
 		{"enq-wrapped-2^64-cap", true, func(w qWords) { w.ctl[0].Store(max64 - qCap + 1) }},
@@ -136,9 +136,9 @@ func futexAdversaries() []adversary {
 	}
 }
 
-func sysvAdversaries() []adversary {
+func sysvAdversaries() []queueAdversary {
 	max64 := uint64(math.MaxUint64)
-	return []adversary{
+	return []queueAdversary{
 		{"tail-max", true, func(w qWords) { w.ctl[1].Store(max64) }},
 		{"head-and-tail-max", true, func(w qWords) { w.ctl[0].Store(max64); w.ctl[1].Store(max64) }},
 		{"tail-just-past-capacity", true, func(w qWords) { w.ctl[1].Store(qCap + 3) }},
@@ -163,7 +163,7 @@ func TestHostileQueueAdversarialValues(t *testing.T) {
 	}
 }
 
-func adversarialQueue(t *testing.T, b shmqueue.Backend, a adversary) {
+func adversarialQueue(t *testing.T, b shmqueue.Backend, a queueAdversary) {
 	spec := hostileSpec(t, "adv-queue")
 	q, err := shmqueue.Create[item](spec, qCap, shmqueue.WithBackend(b), shmqueue.WithMaxHandles(4))
 	if err != nil {

@@ -37,8 +37,9 @@ Examples:
   shmctl stat /proc/4242/fd/7          a memfd held by process 4242
 
 Exit status:
-  0  the segment is valid and nothing is stale (or a live creator is still
-     initializing it)
+  0  the segment is valid and nothing is stale: in use, idle (its creator
+     has exited and nobody maps it, which is how a segment keeps data
+     between runs), or still being initialized by a live creator
   1  the segment is corrupt or stale, is not a shmkit segment, or could not
      be read
   2  usage error
@@ -72,7 +73,7 @@ func runStat(e *env, args []string) int {
 		printStat(e.stdout, r)
 	}
 	switch r.Status {
-	case "ok", "initializing":
+	case "ok", "idle", "initializing":
 		return exitOK
 	case "error":
 		e.errorf("stat: %s: %s", r.Spec, r.Error)
@@ -102,6 +103,9 @@ func printStat(w io.Writer, r *Report) {
 	}
 	p("size", "%d bytes", r.Size)
 	p("status", "%s", r.Status)
+	if r.Note != "" {
+		p("note", "%s", r.Note)
+	}
 	switch {
 	case r.Status == "corrupt":
 		p("validation", "FAILED: %s", r.Error)

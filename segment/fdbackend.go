@@ -161,7 +161,7 @@ func admit(sp Spec, f *os.File, o options, op string, sealed bool) (int, error) 
 		return 0, err
 	}
 	if st.Size == 0 {
-		return 0, pathErr(op, sp, ErrEmptyObject)
+		return 0, pathErr(op, sp, &EmptyError{Origin: statOrigin(&st)})
 	}
 	if st.Size < 0 || uint64(st.Size) > uint64(maxInt) {
 		return 0, pathErr(op, sp, fmt.Errorf("size %d does not fit in an int: %w", st.Size, fs.ErrInvalid))

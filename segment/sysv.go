@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -70,7 +71,7 @@ func attachSysV(sp Spec, id int, o options, op string) (*Segment, error) {
 		}
 	}
 	if desc.Segsz == 0 {
-		return nil, pathErr(op, sp, ErrEmptyObject)
+		return nil, pathErr(op, sp, &EmptyError{Origin: Origin{Changed: time.Unix(desc.Ctime, 0), CreatorPID: desc.Cpid}})
 	}
 	if desc.Segsz > uint64(maxInt) {
 		return nil, pathErr(op, sp, fmt.Errorf("size %d does not fit in an int: %w", desc.Segsz, fs.ErrInvalid))

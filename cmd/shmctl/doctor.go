@@ -141,7 +141,11 @@ func diagnose(r *Report) *finding {
 		f.Error = r.Error
 		f.Problems = append(f.Problems, Problem{What: r.Status, Detail: r.Error})
 	case "foreign":
-		f.Problems = append(f.Problems, Problem{What: "foreign", Detail: "not a shmkit segment"})
+		d := "not a shmkit segment"
+		if r.Error != "" {
+			d += ": " + r.Error
+		}
+		f.Problems = append(f.Problems, Problem{What: "foreign", Detail: d})
 	}
 	f.Problems = append(f.Problems, r.Stale...)
 	if len(f.Problems) == 0 {

@@ -317,7 +317,7 @@ func decodeHeader(r *Report, h *handle) {
 			r.Shmkit, r.Status, r.Error = true, "corrupt", err.Error()
 			return
 		}
-		r.Status = "foreign"
+		r.Status, r.Error = "foreign", notShmkitDetail(err)
 		return
 	}
 	fillHeader(r, hd, types)
@@ -418,6 +418,15 @@ func inspectRemovedSysV(r *Report, e *sysvEntry) {
 	if err != nil {
 		r.Error = err.Error()
 	}
+}
+
+// notShmkitDetail is what layout says about an object that is not a shmkit
+// segment (its first bytes), without the sentinel's own words.
+func notShmkitDetail(err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.TrimPrefix(err.Error(), layout.ErrBadMagic.Error()+": ")
 }
 
 // judge decides whether a shmkit segment is stale, and why.

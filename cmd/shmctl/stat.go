@@ -80,7 +80,7 @@ func runStat(e *env, args []string) int {
 	case "corrupt":
 		e.errorf("stat: %s: corrupt: %s", r.Spec, r.Error)
 	case "foreign":
-		e.errorf("stat: %s: not a shmkit segment", r.Spec)
+		e.errorf("stat: %s: not a shmkit segment: %s", r.Spec, r.Error)
 	case "stale":
 		e.errorf("stat: %s: stale (run 'shmctl doctor %s')", r.Spec, r.Spec)
 	}
@@ -109,6 +109,8 @@ func printStat(w io.Writer, r *Report) {
 	switch {
 	case r.Status == "corrupt":
 		p("validation", "FAILED: %s", r.Error)
+	case r.Status == "foreign":
+		p("validation", "not a shmkit segment: %s", r.Error)
 	case r.Valid != nil && *r.Valid:
 		p("validation", "ok")
 	case r.Error != "":

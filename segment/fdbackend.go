@@ -212,7 +212,7 @@ func openPath(sp Spec, o options) (*Segment, error) {
 	// it changes nothing for a regular file.
 	fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, pathErr("open", sp, err)
+		return nil, deniedErr("open", sp, o, "", err)
 	}
 	// A named object cannot be sealed (only a memfd can); what protects the
 	// opener is the owner check. See the package documentation.

@@ -223,7 +223,7 @@ func openRead(t *target) (*handle, error) {
 	}
 	fd, err := unix.Open(path, flags, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, deniedErr(path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	var st unix.Stat_t
@@ -249,6 +249,17 @@ func openRead(t *target) (*handle, error) {
 		h.layoutSpec = "fd:" + strconv.Itoa(fd)
 	}
 	return h, nil
+}
+
+// deniedErr is the error of opening path for reading; for EACCES it names
+// the owner and mode, and the read access shmctl needs.
+func deniedErr(path string, err error) error {
+	var st unix.Stat_t
+	if !errors.Is(err, unix.EACCES) || unix.Lstat(path, &st) != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return &os.PathError{Op: "open", Path: path, Err: fmt.Errorf("owned by uid %d (group %d), mode %04o: uid %d needs read access: %w",
+		st.Uid, st.Gid, st.Mode&0o7777, os.Geteuid(), err)}
 }
 
 // inspect builds the report for t. It never writes to the object and never

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -34,7 +35,8 @@ with ipcrm or IPC_RMID that N processes still have attached; the kernel
 frees it when the last one detaches) or ERROR (it could not be read). Objects are opened
 read-only; objects that are not shmkit segments are listed only with --all,
 marked "-", and never opened for writing, as are objects shmctl has no
-permission to read (marked ERROR).
+permission to read (marked ERROR; without --all ls says on stderr how many
+it left out).
 
 Options:
   --all    also list objects that are not shmkit segments
@@ -74,9 +76,12 @@ func runLs(e *env, args []string) int {
 	}
 	reports := inspectAll(ts, ps)
 	var shown []*Report
+	unreadable := 0
 	for _, r := range reports {
 		if r.Shmkit || *all || len(operands) > 0 && r.Status == "error" {
 			shown = append(shown, r)
+		} else if r.Status == "error" {
+			unreadable++ // may be a shmkit segment: say it was left out
 		}
 	}
 	if *asJSON {
@@ -88,6 +93,9 @@ func runLs(e *env, args []string) int {
 		_ = enc.Encode(shown)
 	} else {
 		printTable(e.stdout, shown)
+	}
+	if unreadable > 0 {
+		e.errorf("ls: %s not readable by uid %d left out; --all to list them", plural(unreadable, "object"), os.Geteuid())
 	}
 	for _, err := range errs {
 		e.errorf("ls: %v", err)
@@ -104,6 +112,13 @@ func runLs(e *env, args []string) int {
 		}
 	}
 	return exitOK
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func printTable(w io.Writer, reports []*Report) {

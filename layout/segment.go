@@ -349,7 +349,7 @@ func notReady(raw *segment.Segment, b []byte, st uint32) error {
 	c := creatorRecord(b)
 	switch {
 	case st == StateInitializing && c.PID > 0:
-		if !proc.Alive(proc.ID{PID: c.PID, Start: c.Start}) {
+		if creatorDied(b, c) {
 			return WrapOp("layout", "open", name, fmt.Errorf("%w: creator pid %d died before finishing initialization (remove the segment and create it again)", ErrNotReady, c.PID))
 		}
 		return &notYet{why: fmt.Sprintf("creator pid %d still initializing", c.PID)}
@@ -368,7 +368,7 @@ func notReady(raw *segment.Segment, b []byte, st uint32) error {
 		return WrapOp("layout", "open", name, notShmkit(b, len(b)))
 	case magic == [8]byte{} && c.PID > 0 && c.Start != 0 && allZero(b[:offCreator]):
 		// The creator's identity, not yet the state word.
-		if !proc.Alive(proc.ID{PID: c.PID, Start: c.Start}) {
+		if creatorDied(b, c) {
 			return WrapOp("layout", "open", name, fmt.Errorf("%w: creator pid %d died before finishing initialization (remove the segment and create it again)", ErrNotReady, c.PID))
 		}
 		return &notYet{why: fmt.Sprintf("creator pid %d starting", c.PID)}
@@ -378,6 +378,18 @@ func notReady(raw *segment.Segment, b []byte, st uint32) error {
 		}
 	}
 	return WrapOp("layout", "open", name, notShmkit(b, len(b)))
+}
+
+// creatorDied reports whether creator c of the header in b died before
+// finishing it. The state word is loaded again after the liveness check: a
+// creator that finished (stored Ready) and exited since our first load is
+// not one that died during initialization.
+func creatorDied(b []byte, c ProcRecord) bool {
+	if proc.Alive(proc.ID{PID: c.PID, Start: c.Start}) {
+		return false
+	}
+	st := stateWord(b).Load()
+	return st == StateZero || st == StateInitializing
 }
 
 // headRead bounds how much of an all-zero object notShmkit and notReady scan.

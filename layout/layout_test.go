@@ -382,7 +382,7 @@ func TestForeignObject(t *testing.T) {
 
 	require.NoError(t, os.WriteFile(path, make([]byte, 8192), 0o600))
 	_, err = layout.OpenValue[Order](spec, layout.WithInitTimeout(20*time.Millisecond))
-	require.ErrorIs(t, err, layout.ErrNotReady, "an all-zero object is one whose creator has not started")
+	require.ErrorIs(t, err, layout.ErrNotReady, "a fresh all-zero object may be one whose creator has not started: see TestNotShmkitSaidAtOnce")
 }
 
 var createChild = testproc.Register("layout-create", func(args []string) error {

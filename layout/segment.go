@@ -218,7 +218,11 @@ func regionSlices(b []byte, h *Header) [][]byte {
 
 // Open attaches the segment named by spec and checks that it holds what want
 // describes. It waits (up to the init timeout) for a creator that is still
-// initializing, and fails at once if that creator has died.
+// initializing, and fails at once if that creator has died. An object that
+// is not a shmkit segment (another program's data, a text file, an empty or
+// all-zero file) fails at once with ErrBadMagic, naming its first bytes;
+// only an empty or all-zero object made less than CreatorGrace ago is
+// waited for, as one whose creator is about to write its header.
 func Open(spec string, want Expect, opts ...Option) (*Segment, error) {
 	o := buildOptions(opts)
 	deadline := time.Now().Add(o.InitTimeout)
@@ -257,9 +261,15 @@ func (e *notYet) Error() string { return e.why }
 
 func tryOpen(spec string, o Options) (*Segment, error) {
 	raw, err := segment.Open(spec, o.Segment...)
-	if errors.Is(err, segment.ErrEmptyObject) {
-		// A creator sizes the object right after creating it.
-		return nil, &notYet{why: "object still has zero size", also: ErrTooSmall}
+	var empty *segment.EmptyError
+	if errors.As(err, &empty) {
+		// A creator sizes the object right after creating it: worth a
+		// wait only while the object is that new.
+		if justMade(empty.Origin) {
+			return nil, &notYet{why: "object still has zero size", also: ErrTooSmall}
+		}
+		return nil, WrapOp("layout", "open", canonical(spec), fmt.Errorf("%w: the object is empty (0 bytes) and was last changed %s ago, so no creator is sizing it",
+			ErrBadMagic, time.Since(empty.Origin.Changed).Round(time.Millisecond)))
 	}
 	if err != nil {
 		return nil, err
@@ -272,6 +282,34 @@ func tryOpen(spec string, o Options) (*Segment, error) {
 	return s, nil
 }
 
+// canonical is spec as the segment layer names it.
+func canonical(spec string) string {
+	if sp, err := segment.ParseSpec(spec); err == nil {
+		return sp.String()
+	}
+	return spec
+}
+
+// CreatorGrace is how long after an object was made (or last sized: see
+// segment.Origin) Open still takes it for one whose creator is about to
+// write a header, when the object is empty or all zero. A creator writes
+// its pid and the Initializing state within microseconds of sizing the
+// object; after that, Open waits (up to the init timeout) only for a live
+// creator named in the header. An older empty or all-zero object is not a
+// shmkit segment, and Open says so at once.
+const CreatorGrace = time.Second
+
+// justMade reports whether an object with origin o may still be in the
+// hands of a creator that has not written anything yet.
+func justMade(o segment.Origin) bool {
+	age := time.Since(o.Changed)
+	if o.CreatorPID > 0 {
+		// SysV records the creator, and its ctime in whole seconds.
+		return age < CreatorGrace+time.Second && proc.Alive(proc.ID{PID: o.CreatorPID})
+	}
+	return age < CreatorGrace
+}
+
 // attach validates the header of an open raw segment.
 func attach(raw *segment.Segment) (*Segment, error) {
 	b := raw.Bytes()
@@ -281,7 +319,7 @@ func attach(raw *segment.Segment) (*Segment, error) {
 		st = stateWord(b).Load()
 	}
 	if st == StateZero || st == StateInitializing {
-		return nil, notReady(name, b, st)
+		return nil, notReady(raw, b, st)
 	}
 	// The state word was loaded first (acquire): a Ready header is whole.
 	// peek validates private copies, since a peer may keep writing.
@@ -296,21 +334,86 @@ func attach(raw *segment.Segment) (*Segment, error) {
 // Initializing: a creator still at work (a *notYet, worth waiting for),
 // one that died, or bytes that were never a shmkit header. Unlike Peek it
 // reads live shared memory, where the state word was loaded before the
-// rest, so a magic already in place only means the creator finished since.
-func notReady(name string, b []byte, st uint32) error {
+// rest, so a magic already in place may only mean the creator finished
+// since: the state word is loaded again before that is held against it.
+//
+// The init protocol (publish): the creator writes its pid and start time,
+// stores Initializing, fills the regions, writes the header and the magic,
+// and stores Ready. So Open waits for an Initializing state word naming a
+// live creator, and for a creator that has written its identity but not
+// yet the state word; it waits for an all-zero object only while that
+// object is new enough for a creator to be about to write (justMade).
+// Anything else is not a shmkit segment, said at once.
+func notReady(raw *segment.Segment, b []byte, st uint32) error {
+	name := raw.Spec().String()
+	c := creatorRecord(b)
+	switch {
+	case st == StateInitializing && c.PID > 0:
+		if creatorDied(b, c) {
+			return WrapOp("layout", "open", name, fmt.Errorf("%w: creator pid %d died before finishing initialization (remove the segment and create it again)", ErrNotReady, c.PID))
+		}
+		return &notYet{why: fmt.Sprintf("creator pid %d still initializing", c.PID)}
+	case st == StateInitializing:
+		// The creator writes its pid before it stores Initializing.
+		return WrapOp("layout", "open", name, fmt.Errorf("%w: init state word set but no creator pid written (first bytes are %s)", ErrCorrupt, firstBytes(b)))
+	}
+	// StateZero.
 	var magic [8]byte
 	copy(magic[:], b)
-	if st == StateZero && magic != Magic && magic != [8]byte{} {
-		return WrapOp("layout", "open", name, fmt.Errorf("%w: first bytes are % x", ErrBadMagic, magic[:]))
+	switch {
+	case magic == Magic:
+		if stateWord(b).Load() != StateZero {
+			return &notYet{why: "creator finishing"} // retry reads it whole
+		}
+		return WrapOp("layout", "open", name, notShmkit(b, len(b)))
+	case magic == [8]byte{} && c.PID > 0 && c.Start != 0 && allZero(b[:offCreator]):
+		// The creator's identity, not yet the state word.
+		if creatorDied(b, c) {
+			return WrapOp("layout", "open", name, fmt.Errorf("%w: creator pid %d died before finishing initialization (remove the segment and create it again)", ErrNotReady, c.PID))
+		}
+		return &notYet{why: fmt.Sprintf("creator pid %d starting", c.PID)}
+	case allZero(b[:min(len(b), headRead)]):
+		if o, err := raw.Origin(); err == nil && justMade(o) {
+			return &notYet{why: "no header written yet (all zero)"}
+		}
 	}
-	c := creatorRecord(b)
-	if c.PID != 0 && !proc.Alive(proc.ID{PID: c.PID, Start: c.Start}) {
-		return WrapOp("layout", "open", name, fmt.Errorf("%w: creator pid %d died before finishing initialization (remove the segment and create it again)", ErrNotReady, c.PID))
+	return WrapOp("layout", "open", name, notShmkit(b, len(b)))
+}
+
+// creatorDied reports whether creator c of the header in b died before
+// finishing it. The state word is loaded again after the liveness check: a
+// creator that finished (stored Ready) and exited since our first load is
+// not one that died during initialization.
+func creatorDied(b []byte, c ProcRecord) bool {
+	if proc.Alive(proc.ID{PID: c.PID, Start: c.Start}) {
+		return false
 	}
-	if c.PID == 0 {
-		return &notYet{why: "no shmkit header written (all zero)"}
+	st := stateWord(b).Load()
+	return st == StateZero || st == StateInitializing
+}
+
+// headRead bounds how much of an all-zero object notShmkit and notReady scan.
+const headRead = 64 << 10
+
+// notShmkit is the ErrBadMagic error for an object whose first bytes b
+// (of size in all) are not a shmkit header, saying what they are.
+func notShmkit(b []byte, size int) error {
+	b = b[:min(len(b), headRead)]
+	switch {
+	case size == 0:
+		return fmt.Errorf("%w: the object is empty (0 bytes)", ErrBadMagic)
+	case allZero(b):
+		return fmt.Errorf("%w: its first %d bytes are all zero (a shmkit segment begins with %q)", ErrBadMagic, len(b), Magic[:])
+	case len(b) >= len(Magic) && [8]byte(b[:8]) == Magic && allZero(b[8:]):
+		return fmt.Errorf("%w: it begins with the shmkit magic %q but no header follows (the next %d bytes are zero)", ErrBadMagic, Magic[:], len(b)-8)
 	}
-	return &notYet{why: fmt.Sprintf("creator pid %d still initializing", c.PID)}
+	return fmt.Errorf("%w: first bytes are %s (a shmkit segment begins with %q)", ErrBadMagic, firstBytes(b), Magic[:])
+}
+
+// firstBytes shows up to 16 bytes of b in hex and as a quoted string.
+func firstBytes(b []byte) string {
+	b = b[:min(len(b), 16)]
+	return fmt.Sprintf("% x (%q)", b, b)
 }
 
 // Peek decodes the header at the start of b without attaching anything,
@@ -350,7 +453,10 @@ func Peek(b []byte, size int) (*Header, []TypeInfo, error) {
 func peek(b []byte, size int, st uint32) (*Header, []TypeInfo, error) {
 	if len(b) < HeaderSize {
 		if len(b) < len(Magic) || [8]byte(b[:8]) != Magic {
-			return nil, nil, fmt.Errorf("%w (%w): %d bytes, header needs %d", ErrTooSmall, ErrBadMagic, len(b), HeaderSize)
+			// Not a shmkit segment, and also too short to be one.
+			// Not a shmkit segment (what it says), and also too short to be
+			// one (errors.Is only).
+			return nil, nil, alsoIs{notShmkit(b, size), ErrTooSmall}
 		}
 		return nil, nil, fmt.Errorf("%w: %d bytes, header needs %d", ErrTooSmall, len(b), HeaderSize)
 	}
@@ -364,10 +470,8 @@ func peek(b []byte, size int, st uint32) (*Header, []TypeInfo, error) {
 		(st == StateInitializing || h.Creator.Start != 0 && allZero(b[:offCreator])):
 		// A creator began (and may have died) before writing the header:
 		// only its identity and the state word are there yet.
-	case h.Magic == [8]byte{} && starting:
-		return nil, nil, fmt.Errorf("%w: no shmkit header written (all zero)", ErrBadMagic)
 	default:
-		return nil, nil, fmt.Errorf("%w: first bytes are % x", ErrBadMagic, h.Magic[:])
+		return nil, nil, notShmkit(b, size)
 	}
 	var desc []byte
 	if h.TypeDescOff <= uint64(len(b)) && h.TypeDescLen <= min(uint64(len(b))-h.TypeDescOff, maxTypeDesc*MaxTypes) {
@@ -375,6 +479,8 @@ func peek(b []byte, size int, st uint32) (*Header, []TypeInfo, error) {
 	}
 	types, typesErr := decodeTypeDescs(desc, h)
 	switch {
+	case h.Magic == Magic && st == StateZero && allZero(b[len(Magic):min(len(b), headRead)]):
+		return nil, nil, notShmkit(b, size)
 	case h.Magic == Magic && st == StateZero:
 		// The creator stores Initializing before anything else and the
 		// magic last, just before Ready: this history is impossible.
@@ -394,6 +500,13 @@ func peek(b []byte, size int, st uint32) (*Header, []TypeInfo, error) {
 	}
 	return h, types, nil
 }
+
+// alsoIs is err, matching one more sentinel through errors.Is without
+// saying so in its text.
+type alsoIs struct{ err, also error }
+
+func (e alsoIs) Error() string   { return e.err.Error() }
+func (e alsoIs) Unwrap() []error { return []error{e.err, e.also} }
 
 func allZero(b []byte) bool {
 	for _, c := range b {

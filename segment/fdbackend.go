@@ -161,7 +161,7 @@ func admit(sp Spec, f *os.File, o options, op string, sealed bool) (int, error) 
 		return 0, err
 	}
 	if st.Size == 0 {
-		return 0, pathErr(op, sp, ErrEmptyObject)
+		return 0, pathErr(op, sp, &EmptyError{Origin: statOrigin(&st)})
 	}
 	if st.Size < 0 || uint64(st.Size) > uint64(maxInt) {
 		return 0, pathErr(op, sp, fmt.Errorf("size %d does not fit in an int: %w", st.Size, fs.ErrInvalid))
@@ -212,7 +212,7 @@ func openPath(sp Spec, o options) (*Segment, error) {
 	// it changes nothing for a regular file.
 	fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, pathErr("open", sp, err)
+		return nil, deniedErr("open", sp, o, "", err)
 	}
 	// A named object cannot be sealed (only a memfd can); what protects the
 	// opener is the owner check. See the package documentation.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -62,7 +63,7 @@ func openSysV(sp Spec, o options) (*Segment, error) {
 func attachSysV(sp Spec, id int, o options, op string) (*Segment, error) {
 	var desc unix.SysvShmDesc
 	if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &desc); err != nil {
-		return nil, pathErr(op, sp, fmt.Errorf("shmctl IPC_STAT: %w", err))
+		return nil, deniedErr(op, sp, o, "shmctl IPC_STAT", err)
 	}
 	if op != "create" {
 		if err := checkSysVOwner(sp, o, op, &desc.Perm); err != nil {
@@ -70,7 +71,7 @@ func attachSysV(sp Spec, id int, o options, op string) (*Segment, error) {
 		}
 	}
 	if desc.Segsz == 0 {
-		return nil, pathErr(op, sp, ErrEmptyObject)
+		return nil, pathErr(op, sp, &EmptyError{Origin: Origin{Changed: time.Unix(desc.Ctime, 0), CreatorPID: desc.Cpid}})
 	}
 	if desc.Segsz > uint64(maxInt) {
 		return nil, pathErr(op, sp, fmt.Errorf("size %d does not fit in an int: %w", desc.Segsz, fs.ErrInvalid))
@@ -82,7 +83,7 @@ func attachSysV(sp Spec, id int, o options, op string) (*Segment, error) {
 	// SysvShmAttach sizes the slice from its own IPC_STAT after shmat.
 	data, err := unix.SysvShmAttach(id, 0, flag)
 	if err != nil {
-		return nil, pathErr(op, sp, fmt.Errorf("shmat: %w", err))
+		return nil, deniedErr(op, sp, o, "shmat", err)
 	}
 	if op != "create" {
 		// The id was checked before shmat; check what we attached (an id

@@ -28,9 +28,10 @@ tells a program to do. Some findings have nothing for shmctl to repair and
 are only reported: a dead ring role is taken over by the next producer or
 consumer, which resumes from the shared cursors, and a lock whose owner died
 must be repaired by the program, which alone knows the data it guards (its
-next Lock returns ErrOwnerDead). Segments whose creator is gone and that
-nobody maps are noted but left alone, because they may hold data someone
-wants; remove them with 'shmctl rm'.
+next Lock returns ErrOwnerDead). A segment whose creator finished and
+exited and that nobody maps is idle, not broken (it keeps its data for the
+next run): doctor does not report it; remove it with 'shmctl rm' if it is
+no longer wanted.
 
 Options:
   --fix    repair what was found and report each action
@@ -56,7 +57,6 @@ type finding struct {
 	Status   string    `json:"status"`
 	Error    string    `json:"error,omitempty"`
 	Problems []Problem `json:"problems"`
-	Notes    []Problem `json:"notes,omitempty"`
 	Actions  []string  `json:"actions,omitempty"`
 	FixError string    `json:"fix_error,omitempty"`
 	// Remaining is true when problems are left after the run.
@@ -141,16 +141,14 @@ func diagnose(r *Report) *finding {
 		f.Error = r.Error
 		f.Problems = append(f.Problems, Problem{What: r.Status, Detail: r.Error})
 	case "foreign":
-		f.Problems = append(f.Problems, Problem{What: "foreign", Detail: "not a shmkit segment"})
-	}
-	for _, p := range r.Stale {
-		if p.What == "orphaned" {
-			f.Notes = append(f.Notes, p)
-		} else {
-			f.Problems = append(f.Problems, p)
+		d := "not a shmkit segment"
+		if r.Error != "" {
+			d += ": " + r.Error
 		}
+		f.Problems = append(f.Problems, Problem{What: "foreign", Detail: d})
 	}
-	if len(f.Problems) == 0 && len(f.Notes) == 0 {
+	f.Problems = append(f.Problems, r.Stale...)
+	if len(f.Problems) == 0 {
 		return nil
 	}
 	return f
@@ -216,9 +214,6 @@ func printFinding(e *env, f *finding, fixing bool) {
 			hint = " (--fix repairs this)"
 		}
 		fmt.Fprintf(e.stdout, "%s: %s: %s%s\n", f.Spec, p.What, p.Detail, hint)
-	}
-	for _, n := range f.Notes {
-		fmt.Fprintf(e.stdout, "%s: note: %s: %s (remove it with 'shmctl rm %s' if unwanted)\n", f.Spec, n.What, n.Detail, f.Spec)
 	}
 	for _, a := range f.Actions {
 		fmt.Fprintf(e.stdout, "%s: fixed: %s\n", f.Spec, a)

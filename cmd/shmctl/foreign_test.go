@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
+	"regexp"
 	"testing"
+	"time"
 
 	"github.com/shmkit/shmkit/internal/testproc"
 	"github.com/shmkit/shmkit/layout"
@@ -123,4 +126,31 @@ func TestProcParsers(t *testing.T) {
 	require.Equal(t, 7, fd)
 	_, _, ok = procFDRe("/proc/self/fd/7")
 	require.False(t, ok)
+}
+
+// stat says what an object that is not a shmkit segment holds, at once.
+func TestStatSaysNotShmkit(t *testing.T) {
+	dir := t.TempDir()
+	magic := make([]byte, 8192)
+	copy(magic, layout.Magic[:])
+	for _, c := range []struct {
+		name string
+		b    []byte
+		want string
+	}{
+		{"notes.txt", []byte("hello world, not shared memory\n"), `not a shmkit segment: first bytes are 68 65 6c 6c 6f 20 77 6f 72 6c 64 2c 20 6e 6f 74 ("hello world, not")`},
+		{"zeros", make([]byte, 8192), `not a shmkit segment: its first 8192 bytes are all zero`},
+		{"empty", nil, `not a shmkit segment: the object is empty (0 bytes)`},
+		{"magic", magic, `not a shmkit segment: it begins with the shmkit magic "SHMKIT\x00\x01" but no header follows`},
+	} {
+		path := filepath.Join(dir, c.name)
+		require.NoError(t, os.WriteFile(path, c.b, 0o600))
+		start := time.Now()
+		res := runBin(t, "stat", path)
+		require.Equal(t, 1, res.code)
+		require.Contains(t, res.stderr, "shmctl: stat: file:"+path+": "+c.want)
+		require.NotContains(t, res.stderr, "too small: ")
+		require.Regexp(t, `validation:\s+`+regexp.QuoteMeta(c.want), res.stdout)
+		require.Less(t, time.Since(start), 2*time.Second, "no wait for a creator")
+	}
 }

@@ -53,7 +53,7 @@ func FuzzInspect(f *testing.F) {
 	valid := slices.Clone(v.Segment().Raw().Bytes())
 	_ = v.Close()
 	f.Add(valid)
-	statuses := []string{"ok", "stale", "initializing", "corrupt", "foreign", "error"}
+	statuses := []string{"ok", "idle", "stale", "initializing", "corrupt", "foreign", "error"}
 	path := filepath.Join(dir, "seg") // one per worker process: workers run inputs one at a time
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if err := os.WriteFile(path, b, 0o600); err != nil {
@@ -106,7 +106,7 @@ func TestInspectMutatedSegments(t *testing.T) {
 		}
 		require.NoError(t, os.WriteFile(path, b, 0o600))
 		r := inspect(tg, &procScan{})
-		require.Contains(t, []string{"ok", "stale", "initializing", "corrupt", "foreign"}, r.Status, r.Error)
+		require.Contains(t, []string{"ok", "idle", "stale", "initializing", "corrupt", "foreign"}, r.Status, r.Error)
 		seen[r.Status]++
 	}
 	require.Positive(t, seen["corrupt"])

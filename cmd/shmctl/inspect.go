@@ -30,8 +30,14 @@ type Report struct {
 	// Shmkit is false for objects that are not shmkit segments (shown with
 	// ls --all only, and never opened for writing).
 	Shmkit bool `json:"shmkit"`
-	// Status is one of: ok, stale, initializing, corrupt, foreign, error.
+	// Status is one of: ok, idle (valid, its creator has exited and no
+	// process maps it: normal for a posix, file or sysv segment that keeps
+	// data between runs), stale, initializing, corrupt, removed (a SysV
+	// segment marked for deletion that processes still have attached),
+	// foreign, error.
 	Status string `json:"status"`
+	// Note explains an idle or removed segment in words.
+	Note string `json:"note,omitempty"`
 	// Error is the failing check for corrupt segments, or why the object
 	// could not be read.
 	Error   string      `json:"error,omitempty"`
@@ -103,6 +109,9 @@ type SysVInfo struct {
 	LPID     int32   `json:"lpid"`
 	Nattch   uint64  `json:"nattch"`
 	Attached []int32 `json:"attached"`
+	// Removed: marked for deletion (IPC_RMID, "ipcrm -m"); the kernel frees
+	// it when the last process detaches, and no key reaches it any more.
+	Removed bool `json:"removed,omitempty"`
 }
 
 // MemFDInfo lists the descriptors through which a memfd was found.
@@ -112,7 +121,7 @@ type MemFDInfo struct {
 
 // Problem is one piece of stale state.
 type Problem struct {
-	// What: half-initialized, orphaned, dead-role, dead-lock-owner,
+	// What: half-initialized, dead-role, dead-lock-owner,
 	// dead-participant.
 	What   string `json:"what"`
 	Detail string `json:"detail"`
@@ -214,7 +223,7 @@ func openRead(t *target) (*handle, error) {
 	}
 	fd, err := unix.Open(path, flags, 0)
 	if err != nil {
-		return nil, &os.PathError{Op: "open", Path: path, Err: err}
+		return nil, deniedErr(path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	var st unix.Stat_t
@@ -242,6 +251,17 @@ func openRead(t *target) (*handle, error) {
 	return h, nil
 }
 
+// deniedErr is the error of opening path for reading; for EACCES it names
+// the owner and mode, and the read access shmctl needs.
+func deniedErr(path string, err error) error {
+	var st unix.Stat_t
+	if !errors.Is(err, unix.EACCES) || unix.Lstat(path, &st) != nil {
+		return &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	return &os.PathError{Op: "open", Path: path, Err: fmt.Errorf("owned by uid %d (group %d), mode %04o: uid %d needs read access: %w",
+		st.Uid, st.Gid, st.Mode&0o7777, os.Geteuid(), err)}
+}
+
 // inspect builds the report for t. It never writes to the object and never
 // panics: a fault while reading a mapping (a peer shrank the object) is
 // reported as an error.
@@ -259,8 +279,13 @@ func inspect(t *target, ps *procScan) (r *Report) {
 		r.SysV = &SysVInfo{
 			Key: fmt.Sprintf("0x%08x", uint32(e.Key)), ShmID: e.ShmID, Perms: fmt.Sprintf("%#o", e.Perms),
 			CPID: e.CPID, LPID: e.LPID, Nattch: e.Nattch, Attached: ps.sysvAttached(e.ShmID),
+			Removed: e.Removed(),
 		}
 		r.Users = r.SysV.Attached
+		if e.Removed() {
+			inspectRemovedSysV(r, e)
+			return r
+		}
 		if e.Size < uint64(layout.HeaderSize) || e.Key == 0 {
 			r.Status = "foreign"
 			return r
@@ -303,36 +328,11 @@ func decodeHeader(r *Report, h *handle) {
 			r.Shmkit, r.Status, r.Error = true, "corrupt", err.Error()
 			return
 		}
-		r.Status = "foreign"
+		r.Status, r.Error = "foreign", notShmkitDetail(err)
 		return
 	}
-	r.Shmkit = true
-	r.kind = hd.Kind
-	r.Creator = procInfo(hd.Creator.PID, hd.Creator.Start)
-	hi := &HeaderInfo{
-		Version: hd.Version, Kind: hd.Kind.String(), KindCode: uint32(hd.Kind), State: stateName(hd.State),
-		Flags: hd.Flags, Capacity: hd.Capacity, SegmentSize: hd.SegmentSize, HeaderSize: hd.HeaderSize,
-		TypeDescOff: hd.TypeDescOff, TypeDescLen: hd.TypeDescLen, Params: hd.Params[:],
-		Checksum: fmt.Sprintf("%#016x", hd.Checksum),
-	}
-	if hd.CreatedUnix != 0 {
-		c := time.Unix(0, hd.CreatedUnix).UTC()
-		hi.Created = &c
-	}
-	for i := range min(hd.NumTypes, layout.MaxTypes) {
-		tr := hd.Types[i]
-		ti := TypeInfo{Fingerprint: fmt.Sprintf("%#016x", tr.Fingerprint), Size: tr.Size, Align: tr.Align}
-		if int(i) < len(types) {
-			// Unverified until layout.Open succeeds; shown so that even a
-			// corrupt segment says what it claims to hold.
-			ti.Name, ti.Layout = types[i].Name, types[i].Layout
-		}
-		hi.Types = append(hi.Types, ti)
-	}
-	for i := range min(hd.NumRegions, layout.MaxRegions) {
-		hi.Regions = append(hi.Regions, RegionInfo{Off: hd.Regions[i].Off, Size: hd.Regions[i].Size})
-	}
-	r.Header = hi
+	fillHeader(r, hd, types)
+	hi := r.Header
 	if hd.State == layout.StateZero || hd.State == layout.StateInitializing {
 		if errors.Is(err, layout.ErrNotReady) {
 			r.Status = "initializing"
@@ -371,6 +371,75 @@ func decodeHeader(r *Report, h *handle) {
 	}
 }
 
+// fillHeader records what a decoded (not necessarily valid) header claims.
+func fillHeader(r *Report, hd *layout.Header, types []layout.TypeInfo) {
+	r.Shmkit = true
+	r.kind = hd.Kind
+	r.Creator = procInfo(hd.Creator.PID, hd.Creator.Start)
+	hi := &HeaderInfo{
+		Version: hd.Version, Kind: hd.Kind.String(), KindCode: uint32(hd.Kind), State: stateName(hd.State),
+		Flags: hd.Flags, Capacity: hd.Capacity, SegmentSize: hd.SegmentSize, HeaderSize: hd.HeaderSize,
+		TypeDescOff: hd.TypeDescOff, TypeDescLen: hd.TypeDescLen, Params: hd.Params[:],
+		Checksum: fmt.Sprintf("%#016x", hd.Checksum),
+	}
+	if hd.CreatedUnix != 0 {
+		c := time.Unix(0, hd.CreatedUnix).UTC()
+		hi.Created = &c
+	}
+	for i := range min(hd.NumTypes, layout.MaxTypes) {
+		tr := hd.Types[i]
+		ti := TypeInfo{Fingerprint: fmt.Sprintf("%#016x", tr.Fingerprint), Size: tr.Size, Align: tr.Align}
+		if int(i) < len(types) {
+			// Unverified until layout.Open succeeds; shown so that even a
+			// corrupt segment says what it claims to hold.
+			ti.Name, ti.Layout = types[i].Name, types[i].Layout
+		}
+		hi.Types = append(hi.Types, ti)
+	}
+	for i := range min(hd.NumRegions, layout.MaxRegions) {
+		hi.Regions = append(hi.Regions, RegionInfo{Off: hd.Regions[i].Off, Size: hd.Regions[i].Size})
+	}
+	r.Header = hi
+}
+
+// inspectRemovedSysV describes a SysV segment marked for deletion (IPC_RMID)
+// that processes still have attached. No key reaches it any more, so no
+// program can open it; shmctl attaches it read-only by shmid to say what
+// it holds, and only decodes its header (layout.Open needs a key).
+func inspectRemovedSysV(r *Report, e *sysvEntry) {
+	r.Status = "removed"
+	r.Note = fmt.Sprintf("removed (IPC_RMID) while still attached by %d process(es); the kernel frees it when the last one detaches", e.Nattch)
+	if e.Size < uint64(layout.HeaderSize) {
+		return
+	}
+	data, err := unix.SysvShmAttach(e.ShmID, 0, unix.SHM_RDONLY)
+	if err != nil {
+		r.Error = fmt.Sprintf("shmat shmid %d: %v", e.ShmID, err)
+		return
+	}
+	head := bytes.Clone(data[:min(len(data), headRead)])
+	size := len(data)
+	_ = unix.SysvShmDetach(data)
+	hd, types, err := layout.Peek(head, size)
+	if hd == nil {
+		return // not a shmkit segment: listed with --all only
+	}
+	r.Shmkit = true
+	fillHeader(r, hd, types)
+	if err != nil {
+		r.Error = err.Error()
+	}
+}
+
+// notShmkitDetail is what layout says about an object that is not a shmkit
+// segment (its first bytes), without the sentinel's own words.
+func notShmkitDetail(err error) string {
+	if err == nil {
+		return ""
+	}
+	return strings.TrimPrefix(err.Error(), layout.ErrBadMagic.Error()+": ")
+}
+
 // judge decides whether a shmkit segment is stale, and why.
 func judge(r *Report, t *target) {
 	switch r.Status {
@@ -387,11 +456,13 @@ func judge(r *Report, t *target) {
 			r.Stale = append(r.Stale, r.Live.Problems...)
 		}
 		attached := len(r.Users) > 0 || (r.SysV != nil && r.SysV.Nattch > 0)
-		if !r.Creator.Alive && !attached {
-			r.Stale = append(r.Stale, Problem{
-				What:   "orphaned",
-				Detail: fmt.Sprintf("creator pid %d is gone and no live process maps the segment", r.Creator.PID),
-			})
+		if len(r.Stale) == 0 && !r.Creator.Alive && !attached {
+			// Finished and unmapped: a posix, file or sysv segment outlives
+			// its processes on purpose, to keep the data for the next run.
+			// Nothing is wrong; only a creator that died during
+			// initialization leaves a broken segment (half-initialized).
+			r.Status = "idle"
+			r.Note = fmt.Sprintf("no process has it mapped; its creator pid %d has exited (the data stays until 'shmctl rm %s')", r.Creator.PID, r.Spec)
 		}
 	}
 	if len(r.Stale) > 0 && (r.Status == "ok" || r.Status == "initializing") {

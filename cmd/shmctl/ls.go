@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -24,14 +25,18 @@ anything else names one object. For each segment ls shows its backend, the
 spec to pass to the other commands, the structure kind, the element type,
 the capacity, the current occupancy where the structure has one, the size
 in bytes, who owns and maps it (creator pid, attached pids, ring roles and
-lock owners, each marked alive or dead), and its status: ok, STALE (owners
-are dead: the creator died during initialization, or is gone and nobody
-maps the segment, or a ring role or lock holder died), CORRUPT (the header
+lock owners, each marked alive or dead), and its status: ok, idle (valid,
+its creator has exited and no process maps it: normal for a segment that
+keeps data between runs), STALE (owners are dead: the creator died during
+initialization, or a ring role or lock holder died), CORRUPT (the header
 or control block fails validation), INIT (a live creator is still
-initializing it) or ERROR (it could not be read). Objects are opened
+initializing it), "removed, still attached by N" (a SysV segment removed
+with ipcrm or IPC_RMID that N processes still have attached; the kernel
+frees it when the last one detaches) or ERROR (it could not be read). Objects are opened
 read-only; objects that are not shmkit segments are listed only with --all,
 marked "-", and never opened for writing, as are objects shmctl has no
-permission to read (marked ERROR).
+permission to read (marked ERROR; without --all ls says on stderr how many
+it left out).
 
 Options:
   --all    also list objects that are not shmkit segments
@@ -71,9 +76,12 @@ func runLs(e *env, args []string) int {
 	}
 	reports := inspectAll(ts, ps)
 	var shown []*Report
+	unreadable := 0
 	for _, r := range reports {
 		if r.Shmkit || *all || len(operands) > 0 && r.Status == "error" {
 			shown = append(shown, r)
+		} else if r.Status == "error" {
+			unreadable++ // may be a shmkit segment: say it was left out
 		}
 	}
 	if *asJSON {
@@ -85,6 +93,9 @@ func runLs(e *env, args []string) int {
 		_ = enc.Encode(shown)
 	} else {
 		printTable(e.stdout, shown)
+	}
+	if unreadable > 0 {
+		e.errorf("ls: %s not readable by uid %d left out; --all to list them", plural(unreadable, "object"), os.Geteuid())
 	}
 	for _, err := range errs {
 		e.errorf("ls: %v", err)
@@ -101,6 +112,13 @@ func runLs(e *env, args []string) int {
 		}
 	}
 	return exitOK
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 func printTable(w io.Writer, reports []*Report) {
@@ -205,8 +223,12 @@ func statusCol(r *Report) string {
 		return "-"
 	case "initializing":
 		return "INIT"
-	case "ok":
-		return "ok"
+	case "ok", "idle":
+		return r.Status
+	case "removed":
+		if r.SysV != nil {
+			return fmt.Sprintf("removed, still attached by %d", r.SysV.Nattch)
+		}
 	}
 	return strings.ToUpper(r.Status)
 }

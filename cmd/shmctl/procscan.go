@@ -230,6 +230,14 @@ type sysvEntry struct {
 	UID    uint32
 }
 
+// shmDest is SHM_DEST in a SysV segment's mode: IPC_RMID was called while
+// processes had it attached. Linux also resets such a segment's key to
+// IPC_PRIVATE (0).
+const shmDest = 0o1000
+
+// Removed reports whether the segment is marked for deletion.
+func (e *sysvEntry) Removed() bool { return e.Perms&shmDest != 0 }
+
 // readSysV parses /proc/sysvipc/shm:
 //
 //	key shmid perms size cpid lpid nattch uid gid cuid cgid atime dtime ctime rss swap

@@ -37,8 +37,9 @@ Examples:
   shmctl stat /proc/4242/fd/7          a memfd held by process 4242
 
 Exit status:
-  0  the segment is valid and nothing is stale (or a live creator is still
-     initializing it)
+  0  the segment is valid and nothing is stale: in use, idle (its creator
+     has exited and nobody maps it, which is how a segment keeps data
+     between runs), or still being initialized by a live creator
   1  the segment is corrupt or stale, is not a shmkit segment, or could not
      be read
   2  usage error
@@ -72,14 +73,14 @@ func runStat(e *env, args []string) int {
 		printStat(e.stdout, r)
 	}
 	switch r.Status {
-	case "ok", "initializing":
+	case "ok", "idle", "initializing":
 		return exitOK
 	case "error":
 		e.errorf("stat: %s: %s", r.Spec, r.Error)
 	case "corrupt":
 		e.errorf("stat: %s: corrupt: %s", r.Spec, r.Error)
 	case "foreign":
-		e.errorf("stat: %s: not a shmkit segment", r.Spec)
+		e.errorf("stat: %s: not a shmkit segment: %s", r.Spec, r.Error)
 	case "stale":
 		e.errorf("stat: %s: stale (run 'shmctl doctor %s')", r.Spec, r.Spec)
 	}
@@ -102,9 +103,14 @@ func printStat(w io.Writer, r *Report) {
 	}
 	p("size", "%d bytes", r.Size)
 	p("status", "%s", r.Status)
+	if r.Note != "" {
+		p("note", "%s", r.Note)
+	}
 	switch {
 	case r.Status == "corrupt":
 		p("validation", "FAILED: %s", r.Error)
+	case r.Status == "foreign":
+		p("validation", "not a shmkit segment: %s", r.Error)
 	case r.Valid != nil && *r.Valid:
 		p("validation", "ok")
 	case r.Error != "":

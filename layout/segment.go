@@ -357,9 +357,17 @@ func notReady(raw *segment.Segment, b []byte, st uint32) error {
 		// The creator writes its pid before it stores Initializing.
 		return WrapOp("layout", "open", name, fmt.Errorf("%w: init state word set but no creator pid written (first bytes are %s)", ErrCorrupt, firstBytes(b)))
 	}
-	// StateZero.
+	// StateZero when loaded; the creator may have moved on since. It stores
+	// Initializing before it writes any header byte, so if the bytes read
+	// below include any of its writes, a second load of the state word (after
+	// them) is no longer Zero: then this is a creator at work, not a foreign
+	// object (a half-copied magic would otherwise read as one).
 	var magic [8]byte
 	copy(magic[:], b)
+	c = creatorRecord(b)
+	if stateWord(b).Load() != StateZero {
+		return &notYet{why: "creator at work"} // retry reads it whole
+	}
 	switch {
 	case magic == Magic:
 		if stateWord(b).Load() != StateZero {

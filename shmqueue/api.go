@@ -67,7 +67,9 @@ func stalled(pos uint64, consumer bool) error {
 // set's key and id; the fix is to remove the queue (shmctl rm SPEC, or
 // Remove) and create it again. It wraps sync.ErrRemoved, and on purpose
 // not ErrClosed: a consumer that stops on ErrClosed would take the queue
-// for drained while items may still be in it.
+// for drained while items may still be in it. (A queue that was closed for
+// writes and is empty has ended: a consumer's Pop then says ErrClosed even
+// if the set is gone, as after a producer's CloseWrites and Remove.)
 var ErrSemRemoved = fmt.Errorf("the queue's SysV semaphore set was removed by someone else: %w", sync.ErrRemoved)
 
 // Option configures Create and Open. Every shmkit structure takes the same

@@ -150,6 +150,11 @@ func (q *sysvQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error
 			return 0, ErrEmpty
 		}
 		if err != nil {
+			if errors.Is(err, sync.ErrRemoved) && q.ctl.closed.Load() != 0 && q.ctl.head.Load() == q.ctl.tail.Load() {
+				// Closed for writes and drained, and then removed (the
+				// producer's cleanup): the stream ended, nothing was lost.
+				return 0, ErrClosed
+			}
 			return 0, q.semErr(err)
 		}
 		n, err := q.count()

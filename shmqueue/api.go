@@ -92,7 +92,7 @@ var (
 // then about 100 µs of yielding re-checks (producers and consumers of a busy queue run at
 // similar rates, and a sleep plus wake-up costs more than the peer needs
 // to make room or an item), then park.
-var DefaultWaitPolicy = sync.WaitPolicy{Spin: 0, Yield: 100 * time.Microsecond}
+var DefaultWaitPolicy = sync.WaitPolicy{Spin: 2 * time.Microsecond, Yield: 100 * time.Microsecond}
 
 // settings are the queue's own options (Config.Own).
 type settings struct {

@@ -130,17 +130,15 @@ type core struct {
 	// closed is set by Close; Len and Stats, which any goroutine may call,
 	// check it instead of the role states (owned by the role goroutines).
 	closed atomic.Bool
-	// mapping is the address range of the whole segment: a memory fault
-	// inside it is a truncated segment, anything else is a bug (see
-	// guardP).
-	mapping faultguard.Region
+	// fg holds the address range of the whole segment (a memory fault
+	// inside it is a truncated segment, anything else is a bug: see
+	// guardP) and the error of the first memory fault any call of this
+	// handle caught; every later call (but Close) returns it.
+	fg faultguard.Latch
 	// guardAll is set by WithFaultGuard: every call runs under the fault
 	// guard, the per-item fast paths included (see the package doc).
 	guardAll bool
-	// fault is the error of the first memory fault any call of this handle
-	// caught; every later call (but Close) returns it.
-	fault atomic.Pointer[error]
-	_     [layout.LineSize]byte
+	_        [layout.LineSize]byte
 
 	// Producer side.
 	pstate    uint8
@@ -169,7 +167,7 @@ type core struct {
 func (c *core) init(seg *layout.Segment, ctl *control, capacity uint64, cfg options.Config) {
 	c.seg, c.ctl, c.cap, c.mask = seg, ctl, capacity, capacity-1
 	c.name = seg.Raw().Spec().String()
-	c.mapping = faultguard.RegionOf(seg.Raw().Bytes())
+	c.fg.Init("shmring", c.name, seg.Raw().Bytes())
 	c.policy = cfg.PolicyOr(defaultPolicy)
 	if s, ok := cfg.Own.(*settings); ok {
 		c.guardAll = s.faultGuard
@@ -448,34 +446,18 @@ func (c *core) releaseGuarded(role uint8) {
 // segment was truncated under it (a peer with write access called
 // ftruncate on a posix: or file: segment, and the pages the call touched
 // are gone). It wraps ErrCorrupt; the handle is then good only for Close.
-var ErrTruncated = fmt.Errorf("%w: segment truncated by another process", ErrCorrupt)
+// It is the same value as shmqueue.ErrTruncated and shmbus.ErrTruncated.
+var ErrTruncated = faultguard.ErrTruncated
 
 // faultErr returns the error of a fault this handle caught, or nil.
-func (c *core) faultErr() error {
-	if p := c.fault.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// faulted records fault f, caught in op, and returns the handle's fault
-// error: the first one recorded, whichever call caught it.
-func (c *core) faulted(op string, f *faultguard.Fault) error {
-	err := layout.WrapOp("shmring", op, c.name, fmt.Errorf("%w (%v)", ErrTruncated, f))
-	c.fault.CompareAndSwap(nil, &err)
-	return *c.fault.Load()
-}
+func (c *core) faultErr() error { return c.fg.Err() }
 
 // guardP is deferred by every producer method, with the result of
 // faultguard.Enable: a memory fault inside the segment's mapping becomes
 // the handle's fault error (in *errp, if not nil) and leaves the producer
 // side faulted; any other panic goes on.
 func (c *core) guardP(errp *error, op string, prev bool) {
-	if f := faultguard.Catch(recover(), c.mapping); f != nil {
-		err := c.faulted(op, f)
-		if errp != nil {
-			*errp = err
-		}
+	if c.fg.Catch(recover(), errp, op) {
 		c.pstate = roleFaulted
 	}
 	faultguard.Restore(prev)
@@ -483,11 +465,7 @@ func (c *core) guardP(errp *error, op string, prev bool) {
 
 // guardC is guardP for consumer methods.
 func (c *core) guardC(errp *error, op string, prev bool) {
-	if f := faultguard.Catch(recover(), c.mapping); f != nil {
-		err := c.faulted(op, f)
-		if errp != nil {
-			*errp = err
-		}
+	if c.fg.Catch(recover(), errp, op) {
 		c.cstate = roleFaulted
 	}
 	faultguard.Restore(prev)
@@ -496,14 +474,9 @@ func (c *core) guardC(errp *error, op string, prev bool) {
 // guardAny is guardP for calls any goroutine may make (Len, Stats, a
 // WaitSet's readiness check): it records the fault without touching either
 // side's state, which belongs to the role goroutines. They see the fault
-// at their next slow path, or fault themselves.
+// at their next slow path, or fault themselves. It is the Latch's Guard.
 func (c *core) guardAny(errp *error, op string, prev bool) {
-	if f := faultguard.Catch(recover(), c.mapping); f != nil {
-		err := c.faulted(op, f)
-		if errp != nil {
-			*errp = err
-		}
-	}
+	c.fg.Catch(recover(), errp, op)
 	faultguard.Restore(prev)
 }
 
@@ -562,7 +535,7 @@ func (c *core) stats(kind layout.Kind) (s RingStats, err error) {
 }
 
 func (c *core) length() (n uint64) {
-	if c.closed.Load() || c.fault.Load() != nil {
+	if c.closed.Load() || c.fg.Faulted() {
 		return 0
 	}
 	defer c.guardAny(nil, "len", faultguard.Enable())
@@ -593,7 +566,8 @@ func Inspect(s *layout.Segment) (RingStats, error) {
 	if err != nil {
 		return RingStats{}, err
 	}
-	c := core{ctl: ctl, cap: capacity, mask: capacity - 1, name: s.Raw().Spec().String(), mapping: faultguard.RegionOf(s.Raw().Bytes())}
+	c := core{ctl: ctl, cap: capacity, mask: capacity - 1, name: s.Raw().Spec().String()}
+	c.fg.Init("shmring", c.name, s.Raw().Bytes())
 	return c.stats(h.Kind)
 }
 
@@ -633,12 +607,9 @@ func ReleaseDeadRoles(s *layout.Segment) (released []RoleHolder, err error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func(prev bool) {
-		if f := faultguard.Catch(recover(), faultguard.RegionOf(s.Raw().Bytes())); f != nil {
-			err = layout.WrapOp("shmring", "release dead roles", s.Raw().Spec().String(), fmt.Errorf("%w (%v)", ErrTruncated, f))
-		}
-		faultguard.Restore(prev)
-	}(faultguard.Enable())
+	var fg faultguard.Latch
+	fg.Init("shmring", s.Raw().Spec().String(), s.Raw().Bytes())
+	defer fg.Guard(&err, "release dead roles", faultguard.Enable())
 	return owner.ReleaseDead(&ctl.producer, &ctl.consumer), nil
 }
 
@@ -647,7 +618,7 @@ func ReleaseDeadRoles(s *layout.Segment) (released []RoleHolder, err error) {
 // closed). It claims no role.
 func (c *core) waitSource() (*shmsync.Notifier, func() bool) {
 	return &c.ctl.notEmpty, func() (ready bool) {
-		if c.closed.Load() || c.fault.Load() != nil {
+		if c.closed.Load() || c.fg.Faulted() {
 			return true
 		}
 		// A fault here is recorded (the next consuming call reports it)

@@ -1,6 +1,10 @@
 package faultguard
 
 import (
+	"errors"
+	"strings"
+
+	"github.com/shmkit/shmkit/layout"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -89,5 +93,34 @@ func TestNoPanic(t *testing.T) {
 	b := make([]byte, 8)
 	if f := touch(b, 1, RegionOf(b)); f != nil {
 		t.Fatal(f)
+	}
+}
+
+func latchTouch(l *Latch, b []byte, i int) (err error) {
+	defer l.Guard(&err, "touch", Enable())
+	b[i] = 3
+	return nil
+}
+
+func TestLatch(t *testing.T) {
+	b := mapTruncated(t)
+	var l Latch
+	l.Init("pkg", "posix:/x", b)
+	if l.Err() != nil || l.Faulted() {
+		t.Fatal("fresh latch reports a fault")
+	}
+	err := latchTouch(&l, b, 10)
+	if !errors.Is(err, ErrTruncated) || !errors.Is(err, layout.ErrCorrupt) {
+		t.Fatalf("got %v", err)
+	}
+	if !strings.HasPrefix(err.Error(), "pkg: touch posix:/x") || !strings.Contains(err.Error(), "segment truncated by another process") {
+		t.Fatalf("message %q", err)
+	}
+	// A second fault keeps the first error.
+	if err2 := latchTouch(&l, b, 4097); err2 != err || l.Err() != err {
+		t.Fatalf("second fault: %v, latch %v, want %v", err2, l.Err(), err)
+	}
+	if debug.SetPanicOnFault(false) {
+		t.Error("panic-on-fault left enabled")
 	}
 }

@@ -1,0 +1,85 @@
+package faultguard
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/shmkit/shmkit/layout"
+)
+
+// ErrTruncated is what a structure call returns (wrapped, with the
+// package, the operation and the spec) when a fault hit the segment's
+// mapping: a peer with write access truncated the object, and the pages the
+// call touched are gone. It wraps layout.ErrCorrupt. The structure packages
+// re-export it (shmring.ErrTruncated, shmqueue.ErrTruncated,
+// shmbus.ErrTruncated are this one value).
+var ErrTruncated = fmt.Errorf("%w: segment truncated by another process", layout.ErrCorrupt)
+
+// Latch is a handle's memory of the first fault any of its calls caught:
+// the one place the structures keep it. A handle makes one Latch (Init) and
+// guards a call with
+//
+//	defer h.latch.Guard(&err, "op", faultguard.Enable())
+//
+// or, where the fault must also change handle state, with a deferred method
+// of its own that calls h.latch.Catch(recover(), errp, op) and then
+// Restore(prev) (recover works only in the deferred function itself). After
+// the first fault, Err returns that error for good: every later call but
+// Close returns it.
+type Latch struct {
+	pkg, spec string
+	mapping   Region
+	err       atomic.Pointer[error]
+}
+
+// Init sets up l for the mapping of a segment (b: its whole mapping) of
+// structure package pkg at spec.
+func (l *Latch) Init(pkg, spec string, b []byte) {
+	l.pkg, l.spec, l.mapping = pkg, spec, RegionOf(b)
+}
+
+// Region is the mapping l guards.
+func (l *Latch) Region() Region { return l.mapping }
+
+// Err returns the error of the first fault caught, or nil.
+func (l *Latch) Err() error {
+	if p := l.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Faulted reports whether a fault was caught.
+func (l *Latch) Faulted() bool { return l.err.Load() != nil }
+
+// Record records fault f, caught in op, and returns the latch's error: the
+// first one recorded, whichever call caught it.
+func (l *Latch) Record(op string, f *Fault) error {
+	err := layout.WrapOp(l.pkg, op, l.spec, fmt.Errorf("%w (%v)", ErrTruncated, f))
+	l.err.CompareAndSwap(nil, &err)
+	return *l.err.Load()
+}
+
+// Catch classifies r, recover()'s value in a deferred function (see the
+// package Catch): for a fault inside the mapping it records it, stores the
+// latch's error in *errp (if errp is not nil) and reports true; for nil it
+// reports false; anything else panics on.
+func (l *Latch) Catch(r any, errp *error, op string) bool {
+	if r == nil {
+		return false
+	}
+	f := Catch(r, l.mapping)
+	err := l.Record(op, f)
+	if errp != nil {
+		*errp = err
+	}
+	return true
+}
+
+// Guard is deferred with the result of Enable: a memory fault inside the
+// mapping becomes the latch's error (in *errp, if errp is not nil); any
+// other panic goes on. It restores the panic-on-fault setting.
+func (l *Latch) Guard(errp *error, op string, prev bool) {
+	l.Catch(recover(), errp, op)
+	Restore(prev)
+}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/sync"
 )
@@ -19,6 +20,7 @@ type futexQueue[T any] struct {
 	cap     uint64
 	members []member
 	policy  sync.WaitPolicy
+	fg      *faultguard.Latch // the handle's (Queue.fg)
 
 	self uint64  // this process's proc.ID word
 	me   *member // this handle's member record

@@ -2,9 +2,11 @@ package shmqueue
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/proc"
 	"github.com/shmkit/shmkit/sync"
 )
@@ -29,8 +31,11 @@ const (
 )
 
 // wait returns once the snapshot s may be stale (the caller looks again),
-// or with ctx's error when ctx ends.
-func (q *futexQueue[T]) wait(ctx context.Context, n *sync.Notifier, s snapshot, ob obstacle, consumer bool) error {
+// or with ctx's error when ctx ends. It runs under the fault guard, the
+// whole wait (its checks and repairs run inside WaitPoll): a memory fault
+// returns the handle's fault error.
+func (q *futexQueue[T]) wait(ctx context.Context, n *sync.Notifier, s snapshot, ob obstacle, consumer bool) (err error) {
+	defer q.fg.Guard(&err, opName(consumer), faultguard.Enable())
 	i := 0
 	ready := func() bool {
 		// Watch the slot we wait for on every check; the cursors (the
@@ -56,9 +61,16 @@ func (q *futexQueue[T]) wait(ctx context.Context, n *sync.Notifier, s snapshot, 
 		}
 	}
 	q.enter(consumer)
-	err := n.WaitPoll(ctx, q.policy, ready, every, poll)
-	q.leave(consumer)
-	return err
+	defer q.leave(consumer)
+	return n.WaitPoll(ctx, q.policy, ready, every, poll)
+}
+
+// opName names a waiting side's operation in a fault error.
+func opName(consumer bool) string {
+	if consumer {
+		return "pop"
+	}
+	return "push"
 }
 
 // waitInFlight is how a Try operation waits out the claim of the peer
@@ -74,6 +86,9 @@ func (q *futexQueue[T]) waitInFlight(deadline *time.Time, n *sync.Notifier, s sn
 	ctx, cancel := context.WithDeadline(context.Background(), *deadline)
 	defer cancel()
 	if err := q.wait(ctx, n, s, obStuck, consumer); err != nil {
+		if errors.Is(err, ErrTruncated) {
+			return err
+		}
 		return stalled(s.pos, consumer)
 	}
 	return nil

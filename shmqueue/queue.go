@@ -9,6 +9,7 @@ import (
 	stdsync "sync"
 	"sync/atomic"
 
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/segment"
@@ -25,6 +26,15 @@ type Queue[T any] struct {
 
 	closeMu stdsync.Mutex
 	closed  atomic.Bool
+
+	// fg holds the segment's address range and the error of the first
+	// memory fault (a truncated segment) any call of this handle caught:
+	// every later call but Close returns it. See "Truncated segments" in
+	// the package documentation.
+	fg faultguard.Latch
+	// guardAll is set by WithFaultGuard: the per-item calls run under the
+	// fault guard too.
+	guardAll bool
 }
 
 // Queue is a sync.Waitable.
@@ -142,6 +152,10 @@ func Open[T any](spec string, opts ...Option) (*Queue[T], error) {
 
 // attach validates the segment's queue layout and makes the handle; sem
 // is the set Create just made (nil: open the one the header names).
+//
+// The member record claim (futex), the first touch of the shared state,
+// runs under the fault guard: a segment truncated under it is
+// ErrTruncated, not SIGBUS.
 func attach[T any](seg *layout.Segment, spec string, cfg options.Config, sem *sync.SemSet) (*Queue[T], error) {
 	h := seg.Header()
 	cp, err := checkCapacity(h)
@@ -150,40 +164,54 @@ func attach[T any](seg *layout.Segment, spec string, cfg options.Config, sem *sy
 	}
 	policy := cfg.PolicyOr(DefaultWaitPolicy)
 	q := &Queue[T]{seg: seg, spec: spec, backend: Backend(h.Params[paramBackend])}
+	q.fg.Init("shmqueue", spec, seg.Raw().Bytes())
+	if s, ok := cfg.Own.(*settings); ok {
+		q.guardAll = s.faultGuard
+	}
+	if err := q.attachBackend(seg, cp, policy, sem); err != nil {
+		return nil, err
+	}
+	return q, nil
+}
+
+// attachBackend is attach's guarded part: it makes and attaches q.b.
+func (q *Queue[T]) attachBackend(seg *layout.Segment, cp uint64, policy sync.WaitPolicy, sem *sync.SemSet) (err error) {
+	defer q.fg.Guard(&err, "attach", faultguard.Enable())
+	h := seg.Header()
 	if uint64(len(seg.Region(1))) != cp*slotSize[T]() {
-		return nil, fmt.Errorf("%w: slot region of %d bytes for capacity %d", ErrCorrupt, len(seg.Region(1)), cp)
+		return fmt.Errorf("%w: slot region of %d bytes for capacity %d", ErrCorrupt, len(seg.Region(1)), cp)
 	}
 	slots, err := layout.ViewSlice[slot[T]](seg, 1, int(cp))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	switch q.backend {
 	case BackendFutex:
 		ctl, members, err := futexRegions(seg)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		fq := &futexQueue[T]{ctl: ctl, slots: slots, mask: cp - 1, cap: cp, members: members, policy: policy}
+		fq := &futexQueue[T]{ctl: ctl, slots: slots, mask: cp - 1, cap: cp, members: members, policy: policy, fg: &q.fg}
 		if err := fq.attach(); err != nil {
-			return nil, err
+			return err
 		}
 		q.b = fq
 	case BackendSysV:
 		ctl, err := sysvRegions(seg)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		if sem == nil {
 			if sem, err = openSemSet(h.Params); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		if sem.Len() != numSems {
-			return nil, fmt.Errorf("%w: semaphore set %d has %d semaphores, want %d", ErrCorrupt, sem.ID(), sem.Len(), numSems)
+			return fmt.Errorf("%w: semaphore set %d has %d semaphores, want %d", ErrCorrupt, sem.ID(), sem.Len(), numSems)
 		}
-		q.b = &sysvQueue[T]{ctl: ctl, slots: slots, cap: cp, mask: cp - 1, sem: sem, policy: policy}
+		q.b = &sysvQueue[T]{ctl: ctl, slots: slots, cap: cp, mask: cp - 1, sem: sem, policy: policy, fg: &q.fg}
 	}
-	return q, nil
+	return nil
 }
 
 // checkCapacity validates the header's capacity and backend against what
@@ -262,7 +290,8 @@ func openSemSet(p [layout.MaxParams]uint64) (*sync.SemSet, error) {
 	return s, err
 }
 
-// check reports use after Close.
+// check reports use after Close, and after a memory fault (the handle's
+// first fault error).
 func (q *Queue[T]) check(op string) error {
 	if q == nil || q.closed.Load() {
 		spec := ""
@@ -271,18 +300,21 @@ func (q *Queue[T]) check(op string) error {
 		}
 		return layout.WrapOp("shmqueue", op, spec, ErrClosed)
 	}
-	return nil
+	return q.fg.Err()
 }
 
 // Push appends v, blocking while the queue is full, until ctx is done
 // (ctx.Err()) or the queue is closed for writes (ErrClosed). The context
 // only bounds waiting: a Push that finds room succeeds even if ctx is done.
-func (q *Queue[T]) Push(ctx context.Context, v T) error {
+func (q *Queue[T]) Push(ctx context.Context, v T) (err error) {
 	if err := q.check("push"); err != nil {
 		return err
 	}
+	if q.guardAll {
+		defer q.fg.Guard(&err, "push", faultguard.Enable())
+	}
 	one := [1]T{v}
-	_, err := q.b.push(ctx, one[:], true)
+	_, err = q.b.push(ctx, one[:], true)
 	return q.wrap("push", err)
 }
 
@@ -292,12 +324,15 @@ func (q *Queue[T]) Push(ctx context.Context, v T) error {
 // slot v needs (for at most TryStallLimit, then ErrPeerStalled), because
 // that pop already made room: see "Try operations" in the package
 // documentation. TryPush and TryPop are linearizable.
-func (q *Queue[T]) TryPush(v T) error {
+func (q *Queue[T]) TryPush(v T) (err error) {
 	if err := q.check("push"); err != nil {
 		return err
 	}
+	if q.guardAll {
+		defer q.fg.Guard(&err, "push", faultguard.Enable())
+	}
 	one := [1]T{v}
-	_, err := q.b.push(context.Background(), one[:], false)
+	_, err = q.b.push(context.Background(), one[:], false)
 	return q.wrap("push", err)
 }
 
@@ -308,23 +343,27 @@ func (q *Queue[T]) TryPush(v T) error {
 // with ctx.Err() or ErrClosed. A producer killed inside PushBatch has
 // delivered a prefix of its current run (SysV: all of it or none), and the
 // rest of the run is skipped.
-func (q *Queue[T]) PushBatch(ctx context.Context, vs []T) (int, error) {
+func (q *Queue[T]) PushBatch(ctx context.Context, vs []T) (n int, err error) {
 	if err := q.check("push"); err != nil {
 		return 0, err
 	}
-	n, err := q.b.push(ctx, vs, true)
+	defer q.fg.Guard(&err, "push", faultguard.Enable())
+	n, err = q.b.push(ctx, vs, true)
 	return n, q.wrap("push", err)
 }
 
 // Pop removes and returns the oldest item, blocking while the queue is
 // empty. Once the queue is closed for writes and drained it returns
 // ErrClosed; if ctx ends first, ctx.Err().
-func (q *Queue[T]) Pop(ctx context.Context) (T, error) {
-	var one [1]T
+func (q *Queue[T]) Pop(ctx context.Context) (v T, err error) {
 	if err := q.check("pop"); err != nil {
-		return one[0], err
+		return v, err
 	}
-	_, err := q.b.pop(ctx, one[:], true)
+	if q.guardAll {
+		defer q.fg.Guard(&err, "pop", faultguard.Enable())
+	}
+	var one [1]T
+	_, err = q.b.pop(ctx, one[:], true)
 	return one[0], q.wrap("pop", err)
 }
 
@@ -334,12 +373,15 @@ func (q *Queue[T]) Pop(ctx context.Context) (T, error) {
 // pushing the oldest item (for at most TryStallLimit, then
 // ErrPeerStalled), because that item is already in the queue: see "Try
 // operations" in the package documentation.
-func (q *Queue[T]) TryPop() (T, error) {
-	var one [1]T
+func (q *Queue[T]) TryPop() (v T, err error) {
 	if err := q.check("pop"); err != nil {
-		return one[0], err
+		return v, err
 	}
-	_, err := q.b.pop(context.Background(), one[:], false)
+	if q.guardAll {
+		defer q.fg.Guard(&err, "pop", faultguard.Enable())
+	}
+	var one [1]T
+	_, err = q.b.pop(context.Background(), one[:], false)
 	return one[0], q.wrap("pop", err)
 }
 
@@ -349,28 +391,30 @@ func (q *Queue[T]) TryPop() (T, error) {
 // A consumer killed inside PopBatch loses the items it had taken out: the
 // futex backend takes at most 64 per claim, the SysV backend everything it
 // returns at once.
-func (q *Queue[T]) PopBatch(ctx context.Context, buf []T) (int, error) {
+func (q *Queue[T]) PopBatch(ctx context.Context, buf []T) (n int, err error) {
 	if err := q.check("pop"); err != nil {
 		return 0, err
 	}
 	if len(buf) == 0 {
 		return 0, nil
 	}
-	n, err := q.b.pop(ctx, buf, true)
+	defer q.fg.Guard(&err, "pop", faultguard.Enable())
+	n, err = q.b.pop(ctx, buf, true)
 	return n, q.wrap("pop", err)
 }
 
 // TryPopBatch removes up to len(buf) items that are available now. It
 // returns 0 and ErrEmpty if none is, or ErrClosed once closed and drained.
 // It waits out a peer in flight as TryPop does.
-func (q *Queue[T]) TryPopBatch(buf []T) (int, error) {
+func (q *Queue[T]) TryPopBatch(buf []T) (n int, err error) {
 	if err := q.check("pop"); err != nil {
 		return 0, err
 	}
 	if len(buf) == 0 {
 		return 0, nil
 	}
-	n, err := q.b.pop(context.Background(), buf, false)
+	defer q.fg.Guard(&err, "pop", faultguard.Enable())
+	n, err = q.b.pop(context.Background(), buf, false)
 	return n, q.wrap("pop", err)
 }
 
@@ -379,28 +423,31 @@ func (q *Queue[T]) TryPopBatch(buf []T) (int, error) {
 // consumers drain what is left and then get ErrClosed. Pushes that had
 // already claimed their positions complete and are delivered. Closing twice
 // is not an error.
-func (q *Queue[T]) CloseWrites() error {
+func (q *Queue[T]) CloseWrites() (err error) {
 	if err := q.check("close writes"); err != nil {
 		return err
 	}
+	defer q.fg.Guard(&err, "close writes", faultguard.Enable())
 	return q.wrap("close writes", q.b.closeWrites())
 }
 
 // Len returns the number of items in the queue (a snapshot; it includes
-// items being pushed or popped right now, and holes not yet skipped).
-func (q *Queue[T]) Len() int {
+// items being pushed or popped right now, and holes not yet skipped). It
+// is 0 after Close or a memory fault.
+func (q *Queue[T]) Len() (n int) {
 	if q.check("len") != nil {
 		return 0
 	}
+	defer q.fg.Guard(nil, "len", faultguard.Enable())
 	return q.b.length()
 }
 
 // Cap returns the capacity.
 func (q *Queue[T]) Cap() int {
-	if q.check("cap") != nil {
+	if q == nil || q.closed.Load() {
 		return 0
 	}
-	return int(q.seg.Header().Capacity)
+	return int(q.seg.Header().Capacity) // the header's private copy
 }
 
 // Backend returns the queue's synchronization backend.
@@ -416,19 +463,29 @@ func (q *Queue[T]) Segment() *layout.Segment { return q.seg }
 // handle is closed. It may also report true while a producer is writing
 // the item at the head (futex backend); TryPop then waits for that item
 // (or skips it if its producer died). Both backends signal the returned notifier when
-// an item arrives.
+// an item arrives. The check runs under the fault guard: a memory fault
+// makes it report true, and the next call of the handle returns the error.
 func (q *Queue[T]) WaitSource() (*sync.Notifier, func() bool) {
 	if q.check("wait source") != nil {
 		return nil, nil
 	}
 	n, ready := q.b.waitSource()
-	return n, func() bool { return q.closed.Load() || ready() }
+	return n, func() (ok bool) {
+		if q.closed.Load() || q.fg.Faulted() {
+			return true
+		}
+		ok = true // what a fault leaves
+		defer q.fg.Guard(nil, "wait", faultguard.Enable())
+		return ready()
+	}
 }
 
 // Close detaches the handle: it releases the handle's member record and
 // unmaps the segment. The queue itself stays (see Remove) and is not
 // closed for writes. Close must not run concurrently with other methods;
-// afterwards they return ErrClosed. Closing twice returns nil.
+// afterwards they return ErrClosed. Closing twice returns nil. After a
+// memory fault Close still works: a member record lost with the truncated
+// pages is simply forgotten.
 func (q *Queue[T]) Close() error {
 	if q == nil {
 		return nil
@@ -438,8 +495,13 @@ func (q *Queue[T]) Close() error {
 	if q.closed.Swap(true) {
 		return nil
 	}
-	q.b.detach()
+	q.detach()
 	return q.wrap("close", q.seg.Close())
+}
+
+func (q *Queue[T]) detach() {
+	defer q.fg.Guard(nil, "close", faultguard.Enable())
+	q.b.detach()
 }
 
 // blocked is the number of this handle's goroutines inside a blocking

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/layout"
 )
 
@@ -46,11 +47,14 @@ type Stats struct {
 }
 
 // Stats returns a snapshot of the queue's counters.
-func (q *Queue[T]) Stats() (Stats, error) {
+// After a memory fault (a truncated segment) it returns the handle's
+// fault error.
+func (q *Queue[T]) Stats() (s Stats, err error) {
 	if err := q.check("stats"); err != nil {
 		return Stats{}, err
 	}
-	s := q.b.stats()
+	defer q.fg.Guard(&err, "stats", faultguard.Enable())
+	s = q.b.stats()
 	s.Backend = q.backend
 	s.Cap = q.Cap()
 	return s, nil
@@ -60,8 +64,11 @@ func (q *Queue[T]) Stats() (Stats, error) {
 // layout.Open, possibly read-only) without attaching to it: no member
 // record is taken and nothing is written, whatever the element type. For
 // monitoring tools such as shmctl. It validates what it reads.
-func Inspect(s *layout.Segment) (Stats, error) {
+func Inspect(s *layout.Segment) (st Stats, err error) {
 	spec := s.Raw().Spec().String()
+	var fg faultguard.Latch
+	fg.Init("shmqueue", spec, s.Raw().Bytes())
+	defer fg.Guard(&err, "inspect", faultguard.Enable())
 	wrap := func(err error) error { return layout.WrapOp("shmqueue", "inspect", spec, err) }
 	h := s.Header()
 	if h.Kind != layout.KindQueue {
@@ -71,7 +78,6 @@ func Inspect(s *layout.Segment) (Stats, error) {
 	if err != nil {
 		return Stats{}, wrap(err)
 	}
-	var st Stats
 	switch b := Backend(h.Params[paramBackend]); b {
 	case BackendFutex:
 		ctl, members, err := futexRegions(s)

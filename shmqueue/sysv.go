@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/sync"
 )
@@ -57,6 +58,7 @@ type sysvQueue[T any] struct {
 	mask   uint64
 	sem    *sync.SemSet
 	policy sync.WaitPolicy
+	fg     *faultguard.Latch // the handle's (Queue.fg)
 	waitCounter
 }
 

@@ -10,6 +10,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/sync"
 )
 
@@ -217,12 +218,15 @@ func (q *sysvQueue[T]) acquire(ctx context.Context, sem uint16, block bool) (tok
 // a token of sem exists (or the queue is closed), parking on the notifier
 // that the other side signals after posting tokens. A holder that died
 // between its commit and its post never notifies: parks are bounded by
-// sysvRecheck, and the next look at head and tail sees its commit.
-func (q *sysvQueue[T]) waitToken(ctx context.Context, sem uint16) error {
+// sysvRecheck, and the next look at head and tail sees its commit. The
+// whole wait runs under the fault guard: a memory fault returns the
+// handle's fault error.
+func (q *sysvQueue[T]) waitToken(ctx context.Context, sem uint16) (err error) {
 	n, consumer := &q.ctl.slots, false
 	if sem == semItems {
 		n, consumer = &q.ctl.items, true
 	}
+	defer q.fg.Guard(&err, opName(consumer), faultguard.Enable())
 	// The set may be removed (ipcrm) while nobody touches it: look at it
 	// on every recheck, so a waiter says so instead of waiting on.
 	var gone error
@@ -234,8 +238,8 @@ func (q *sysvQueue[T]) waitToken(ctx context.Context, sem uint16) error {
 		return true
 	}
 	q.enter(consumer)
-	err := n.WaitPoll(ctx, q.policy, ready, sysvRecheck, poll)
-	q.leave(consumer)
+	defer q.leave(consumer)
+	err = n.WaitPoll(ctx, q.policy, ready, sysvRecheck, poll)
 	if err == nil {
 		err = gone
 	}

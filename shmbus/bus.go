@@ -94,6 +94,7 @@ import (
 	"reflect"
 	"sync/atomic"
 
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/layout"
 	shmsync "github.com/shmkit/shmkit/sync"
@@ -283,12 +284,19 @@ func (b *Bus[T]) Close() error {
 		_ = s.closeLocked()
 	}
 	if b.pstate == roleHeld {
-		b.releaseWord(&b.ctl.publisher, publisherSlot)
+		b.releasePublisher()
 	}
 	b.pstate = roleClosed
 	b.closed.Store(true)
 	b.roomReady, b.pollDead = nil, nil
 	return b.seg.Close()
+}
+
+// releasePublisher gives up the publisher role, under the fault guard: a
+// role word lost with truncated pages is simply forgotten.
+func (b *Bus[T]) releasePublisher() {
+	defer b.fg.Guard(nil, "close", faultguard.Enable())
+	b.releaseWord(&b.ctl.publisher, publisherSlot)
 }
 
 // ---- publisher ----
@@ -297,8 +305,11 @@ func (b *Bus[T]) Close() error {
 // slowest live subscriber is a capacity behind, until there is room or ctx
 // is done; in Overwrite mode it never waits. The first call claims the
 // publisher role. It fails with ErrClosed after CloseWrites.
-func (b *Bus[T]) Publish(ctx context.Context, v T) error {
-	if b.pstate != roleHeld {
+func (b *Bus[T]) Publish(ctx context.Context, v T) (err error) {
+	if b.guardAll {
+		defer b.fg.Guard(&err, "publish", faultguard.Enable())
+	}
+	if b.pstate != roleHeld || b.fg.Faulted() {
 		if err := b.claimPublisher(); err != nil {
 			return b.errf("publish", err)
 		}
@@ -322,8 +333,11 @@ func (b *Bus[T]) Publish(ctx context.Context, v T) error {
 
 // TryPublish is Publish that never waits: in Block mode it fails with
 // ErrFull when the slowest live subscriber is a capacity behind.
-func (b *Bus[T]) TryPublish(v T) error {
-	if b.pstate != roleHeld {
+func (b *Bus[T]) TryPublish(v T) (err error) {
+	if b.guardAll {
+		defer b.fg.Guard(&err, "publish", faultguard.Enable())
+	}
+	if b.pstate != roleHeld || b.fg.Faulted() {
 		if err := b.claimPublisher(); err != nil {
 			return b.errf("publish", err)
 		}
@@ -331,7 +345,7 @@ func (b *Bus[T]) TryPublish(v T) error {
 	t := b.tail
 	if b.slots != nil {
 		if t >= b.limit || b.ctl.gen.Load() != b.gen {
-			ok, err := b.rescan()
+			ok, err := b.rescanGuarded()
 			if err != nil {
 				return b.errf("publish", err)
 			}
@@ -352,12 +366,13 @@ func (b *Bus[T]) TryPublish(v T) error {
 // CloseWrites marks the bus closed for writes: subscribers read what is
 // left, then get ErrClosed; Publish fails with ErrClosed. It claims the
 // publisher role if this handle does not hold it.
-func (b *Bus[T]) CloseWrites() error {
-	if b.pstate != roleHeld {
+func (b *Bus[T]) CloseWrites() (err error) {
+	if b.pstate != roleHeld || b.fg.Faulted() {
 		if err := b.claimPublisher(); err != nil {
 			return b.errf("close writes", err)
 		}
 	}
+	defer b.fg.Guard(&err, "close writes", faultguard.Enable())
 	b.ctl.closed.Store(1)
 	b.ctl.notEmpty.Notify()
 	b.pstate = roleClosed
@@ -366,10 +381,12 @@ func (b *Bus[T]) CloseWrites() error {
 }
 
 // Published returns the number of messages ever published.
-func (b *Bus[T]) Published() uint64 {
-	if b.closed.Load() {
+// It is 0 after Close or a memory fault.
+func (b *Bus[T]) Published() (n uint64) {
+	if b.closed.Load() || b.fg.Faulted() {
 		return 0
 	}
+	defer b.fg.Guard(nil, "published", faultguard.Enable())
 	return b.ctl.tail.Load()
 }
 
@@ -416,6 +433,9 @@ func (b *Bus[T]) Subscribe(opts ...SubscribeOption) (*Subscriber[T], error) {
 	if b.closed.Load() {
 		return nil, b.errf("subscribe", ErrClosed)
 	}
+	if err := b.fg.Err(); err != nil {
+		return nil, err
+	}
 	var sc subConfig
 	for _, o := range opts {
 		if o.apply != nil {
@@ -439,15 +459,23 @@ func (b *Bus[T]) Subscribe(opts ...SubscribeOption) (*Subscriber[T], error) {
 	b.subsMu.Lock()
 	b.subs[s] = struct{}{}
 	b.subsMu.Unlock()
-	b.ctl.notFull.Notify()
+	b.notifyRoom()
 	return s, nil
 }
 
+// notifyRoom wakes a Block publisher (under the fault guard: a fault is
+// recorded, for the next call to report).
+func (c *core) notifyRoom() {
+	defer c.fg.Guard(nil, "subscribe", faultguard.Enable())
+	c.ctl.notFull.Notify()
+}
+
 // Name returns the durable name ("" for an anonymous subscriber).
-func (s *Subscriber[T]) Name() string {
-	if !s.durable || s.closedH.Load() {
+func (s *Subscriber[T]) Name() (name string) {
+	if !s.durable || s.closedH.Load() || s.b.fg.Faulted() {
 		return ""
 	}
+	defer s.b.fg.Guard(nil, "name", faultguard.Enable())
 	return s.rec.readName()
 }
 
@@ -455,10 +483,12 @@ func (s *Subscriber[T]) Name() string {
 func (s *Subscriber[T]) Cursor() uint64 { return s.cursor }
 
 // Lag returns how many published messages this subscriber has not read.
-func (s *Subscriber[T]) Lag() uint64 {
-	if s.closedH.Load() {
+// It is 0 after Close or a memory fault.
+func (s *Subscriber[T]) Lag() (n uint64) {
+	if s.closedH.Load() || s.b.fg.Faulted() {
 		return 0
 	}
+	defer s.b.fg.Guard(nil, "lag", faultguard.Enable())
 	t := s.b.ctl.tail.Load()
 	if t < s.cursor {
 		return 0
@@ -485,10 +515,25 @@ func (s *Subscriber[T]) refresh() (bool, error) {
 
 // avail waits (if ctx is not nil) until a message is there, and returns
 // nil, or ErrEmpty (ctx nil), ErrClosed, ctx's error or a corruption.
+//
+// After a memory fault it returns the handle's fault error. Its slow path
+// (the cache says empty: reload the tail, wait) runs under the fault
+// guard; the fast path is one comparison.
 func (s *Subscriber[T]) avail(ctx context.Context) error {
+	if err := s.b.fg.Err(); err != nil {
+		return err
+	}
 	if s.state != roleHeld {
 		return ErrClosed
 	}
+	if s.cursor != s.tailCache {
+		return nil
+	}
+	return s.availSlow(ctx)
+}
+
+func (s *Subscriber[T]) availSlow(ctx context.Context) (err error) {
+	defer s.b.fg.Guard(&err, "next", faultguard.Enable())
 	for s.cursor == s.tailCache {
 		ok, err := s.refresh()
 		if err != nil {
@@ -581,8 +626,10 @@ func (s *Subscriber[T]) takePending() error {
 // advances before Next returns. A lapped subscriber gets an error wrapping
 // ErrLagged (a *LaggedError saying how many it missed), and the following
 // Next continues from the oldest retained message.
-func (s *Subscriber[T]) Next(ctx context.Context) (T, error) {
-	var v T
+func (s *Subscriber[T]) Next(ctx context.Context) (v T, err error) {
+	if s.b.guardAll {
+		defer s.b.fg.Guard(&err, "next", faultguard.Enable())
+	}
 	if s.pending != 0 {
 		return v, s.b.errf("next", s.takePending())
 	}
@@ -597,8 +644,10 @@ func (s *Subscriber[T]) Next(ctx context.Context) (T, error) {
 }
 
 // TryNext is Next that never waits: ErrEmpty when nothing is there.
-func (s *Subscriber[T]) TryNext() (T, error) {
-	var v T
+func (s *Subscriber[T]) TryNext() (v T, err error) {
+	if s.b.guardAll {
+		defer s.b.fg.Guard(&err, "next", faultguard.Enable())
+	}
 	if s.pending != 0 {
 		return v, s.b.errf("next", s.takePending())
 	}
@@ -619,10 +668,16 @@ func (s *Subscriber[T]) TryNext() (T, error) {
 // copies up to len(buf) messages into buf and returns how many. The cursor
 // advances past them before it returns. In Overwrite mode a lap found
 // after the first message ends the batch early; the next call reports it.
-func (s *Subscriber[T]) NextBatch(ctx context.Context, buf []T) (int, error) {
+//
+// NextBatch runs under the fault guard whatever the options.
+func (s *Subscriber[T]) NextBatch(ctx context.Context, buf []T) (n int, err error) {
 	if len(buf) == 0 {
 		return 0, nil
 	}
+	if err := s.b.fg.Err(); err != nil {
+		return 0, err
+	}
+	defer s.b.fg.Guard(&err, "next", faultguard.Enable())
 	if s.pending != 0 {
 		return 0, s.b.errf("next", s.takePending())
 	}
@@ -632,25 +687,25 @@ func (s *Subscriber[T]) NextBatch(ctx context.Context, buf []T) (int, error) {
 	s.peeked = 0
 	c := s.cursor
 	mask := s.b.cap - 1
-	n := min(uint64(len(buf)), s.tailCache-c)
+	m := min(uint64(len(buf)), s.tailCache-c)
 	if s.b.slots != nil {
 		i := c & mask
-		k := copy(buf[:n], s.b.slots[i:min(i+n, s.b.cap)])
-		copy(buf[k:n], s.b.slots[:n-uint64(k)])
-		s.advance(c + n)
-		return int(n), nil
+		k := copy(buf[:m], s.b.slots[i:min(i+m, s.b.cap)])
+		copy(buf[k:m], s.b.slots[:m-uint64(k)])
+		s.advance(c + m)
+		return int(m), nil
 	}
 	if s.tailCache-c > s.b.cap {
 		return 0, s.b.errf("next", s.lagged())
 	}
 	got := 0
-	for m := c; m < c+n; m++ {
-		sl := &s.b.oslots[m&mask]
-		if sl.seq.Load() != m+1 {
+	for j := c; j < c+m; j++ {
+		sl := &s.b.oslots[j&mask]
+		if sl.seq.Load() != j+1 {
 			break
 		}
 		loadSlot(sl, &buf[got])
-		if sl.seq.Load() != m+1 {
+		if sl.seq.Load() != j+1 {
 			break
 		}
 		got++
@@ -670,7 +725,10 @@ func (s *Subscriber[T]) NextBatch(ctx context.Context, buf []T) (int, error) {
 // released; the slice must not be used after Release, Next or Close. A
 // subscriber SIGKILLed between Peek and Release sees the messages again
 // when its durable successor resumes.
-func (s *Subscriber[T]) Peek(n int) ([]T, error) {
+func (s *Subscriber[T]) Peek(n int) (p []T, err error) {
+	if s.b.guardAll {
+		defer s.b.fg.Guard(&err, "peek", faultguard.Enable())
+	}
 	if s.b.slots == nil {
 		return nil, s.b.errf("peek", fmt.Errorf("%w: Peek on an Overwrite bus (the publisher may overwrite any slot); use Next", ErrUsage))
 	}
@@ -707,7 +765,13 @@ func (s *Subscriber[T]) PeekWait(ctx context.Context, n int) ([]T, error) {
 }
 
 // Release consumes the first k messages of the last Peek.
-func (s *Subscriber[T]) Release(k int) error {
+func (s *Subscriber[T]) Release(k int) (err error) {
+	if s.b.guardAll {
+		defer s.b.fg.Guard(&err, "release", faultguard.Enable())
+	}
+	if err := s.b.fg.Err(); err != nil {
+		return err
+	}
 	if s.state != roleHeld {
 		return s.b.errf("release", ErrClosed)
 	}
@@ -724,11 +788,15 @@ func (s *Subscriber[T]) Release(k int) error {
 // WaitSource makes a Subscriber a sync.Waitable: a WaitSet reports it when
 // a message is there (or the bus is closed for writes).
 func (s *Subscriber[T]) WaitSource() (*shmsync.Notifier, func() bool) {
-	ctl, rec := s.b.ctl, s.rec
-	return &ctl.notEmpty, func() bool {
-		if s.closedH.Load() {
+	ctl, rec, fg := s.b.ctl, s.rec, &s.b.fg
+	return &ctl.notEmpty, func() (ok bool) {
+		if s.closedH.Load() || fg.Faulted() {
 			return true
 		}
+		// A fault here is recorded (the next call reports it) and makes
+		// the source ready, so the WaitSet returns.
+		ok = true
+		defer fg.Guard(nil, "wait", faultguard.Enable())
 		return ctl.closed.Load() != 0 || ctl.tail.Load() != rec.cursor.Load()
 	}
 }

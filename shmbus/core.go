@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/internal/owner"
 	"github.com/shmkit/shmkit/internal/proc"
@@ -49,7 +50,30 @@ type settings struct {
 	overflowSet bool
 	maxSubs     int
 	maxSubsSet  bool
+	faultGuard  bool
 }
+
+// WithFaultGuard runs every call of the handle and its subscribers under
+// the fault guard, the per-item fast paths (Publish, TryPublish, Next,
+// TryNext, Peek, Release) included: a segment truncated by another process
+// then gives an error wrapping ErrCorrupt and ErrTruncated from whichever
+// call touches a lost page, never SIGBUS. It costs a few ns per call (see
+// BenchmarkFaultGuard); without it those calls guard only their slow paths
+// (claiming the publisher role, rescanning the subscribers, reloading the
+// tail, waiting). Segments that cannot shrink (memfd, which is sealed, and
+// SysV) do not need it.
+func WithFaultGuard() Option {
+	return options.New("shmbus", "WithFaultGuard", func(c *options.Config) { c.Own.(*settings).faultGuard = true })
+}
+
+// ErrTruncated is wrapped by the error a bus call returns when the segment
+// was truncated under it (a peer with write access called ftruncate on a
+// posix: or file: segment, and the pages the call touched are gone):
+// "segment truncated by another process". It wraps ErrCorrupt; the Bus
+// handle and its subscribers are then good only for Close, and every other
+// call returns that same first error. It is the same value as
+// shmring.ErrTruncated.
+var ErrTruncated = faultguard.ErrTruncated
 
 // DefaultMaxSubscribers is the subscriber table size unless
 // WithMaxSubscribers says otherwise.
@@ -254,7 +278,14 @@ type core struct {
 	closed atomic.Bool
 	subsMu stdsync.Mutex
 	subs   map[closer]struct{}
-	_      [layout.LineSize]byte
+	// fg holds the segment's address range and the error of the first
+	// memory fault any call of this handle or its subscribers caught:
+	// every later call but Close returns it.
+	fg faultguard.Latch
+	// guardAll is set by WithFaultGuard: the per-item calls run under the
+	// fault guard too.
+	guardAll bool
+	_        [layout.LineSize]byte
 
 	// Publisher side (one goroutine).
 	pstate    uint8
@@ -283,6 +314,10 @@ const pollEvery = 2 * time.Millisecond
 func (c *core) init(seg *layout.Segment, g geometry, ctl *control, recs []record, cfg options.Config) {
 	c.seg, c.geometry, c.ctl, c.recs = seg, g, ctl, recs
 	c.policy = cfg.PolicyOr(shmsync.SpinThenPark)
+	c.fg.Init("shmbus", c.name, seg.Raw().Bytes())
+	if s, ok := cfg.Own.(*settings); ok {
+		c.guardAll = s.faultGuard
+	}
 	c.dead = make([]uint64, len(recs))
 	c.subs = map[closer]struct{}{}
 	c.roomReady = func() bool {
@@ -325,6 +360,13 @@ func (c *core) rescan() (bool, error) {
 	return t < c.limit, nil
 }
 
+// rescanGuarded is rescan for TryPublish, whose fast path is not guarded:
+// the rescan is its slow path, and is.
+func (c *core) rescanGuarded() (ok bool, err error) {
+	defer c.fg.Guard(&err, "publish", faultguard.Enable())
+	return c.rescan()
+}
+
 // markDead looks at the owners of the records that hold the publisher
 // back and remembers those that are certainly dead, so rescan skips them.
 // It reports whether it found any.
@@ -352,7 +394,9 @@ func (c *core) markDead() bool {
 }
 
 // waitRoom blocks a Block publisher until the next message fits.
-func (c *core) waitRoom(ctx context.Context) error {
+// It runs under the fault guard, the whole wait.
+func (c *core) waitRoom(ctx context.Context) (err error) {
+	defer c.fg.Guard(&err, "publish", faultguard.Enable())
 	if ok, err := c.rescan(); err != nil || ok {
 		return err
 	}
@@ -360,7 +404,7 @@ func (c *core) waitRoom(ctx context.Context) error {
 	if target := c.tail - c.cap + 1; c.ctl.notFullAt.Load() != target {
 		c.ctl.notFullAt.Store(target)
 	}
-	err := c.ctl.notFull.WaitPoll(ctx, c.policy, c.roomReady, pollEvery, c.pollDead)
+	err = c.ctl.notFull.WaitPoll(ctx, c.policy, c.roomReady, pollEvery, c.pollDead)
 	if c.perr != nil {
 		err, c.perr = c.perr, nil
 	}
@@ -369,7 +413,12 @@ func (c *core) waitRoom(ctx context.Context) error {
 
 // claimPublisher takes the publisher role: free, held by a dead process, or
 // left by a dropped handle of this process.
-func (c *core) claimPublisher() error {
+// It runs under the fault guard, and returns the handle's fault error
+// after a fault.
+func (c *core) claimPublisher() (err error) {
+	if err := c.fg.Err(); err != nil {
+		return err
+	}
 	switch c.pstate {
 	case roleHeld:
 		return nil
@@ -379,6 +428,7 @@ func (c *core) claimPublisher() error {
 	if c.closed.Load() {
 		return ErrClosed
 	}
+	defer c.fg.Guard(&err, "claim publisher", faultguard.Enable())
 	if err := c.claimWord(&c.ctl.publisher, publisherSlot, "the publisher role"); err != nil {
 		return err
 	}
@@ -465,8 +515,9 @@ type joined struct {
 
 // join claims a subscriber record and sets its cursor (see the package doc
 // for the protocol that keeps a Block publisher from lapping a joiner).
-func (c *core) join(sc subConfig) (joined, error) {
-	var j joined
+// It runs under the fault guard.
+func (c *core) join(sc subConfig) (j joined, err error) {
+	defer c.fg.Guard(&err, "subscribe", faultguard.Enable())
 	if sc.name != "" && (len(sc.name) > MaxNameLen) {
 		return j, fmt.Errorf("%w: durable name of %d bytes (at most %d)", ErrCapacity, len(sc.name), MaxNameLen)
 	}
@@ -585,7 +636,10 @@ func (c *core) claimFree(me uint64) int {
 // leave releases a subscriber record: an anonymous one is freed, a durable
 // one keeps its name and cursor with no owner. The publisher is woken: it
 // may have been waiting for this subscriber.
+// It runs under the fault guard: a record lost with truncated pages is
+// simply forgotten.
 func (c *core) leave(idx int, durable bool) {
+	defer c.fg.Guard(nil, "close", faultguard.Enable())
 	r := &c.recs[idx]
 	me := proc.Self().Word()
 	if r.owner.Load() == me && !durable {
@@ -626,8 +680,13 @@ type Stats struct {
 
 // stats reads the shared state. Cursors past the tail are reported with an
 // ErrCorrupt (the snapshot is filled in all the same).
-func (c *core) stats() (Stats, error) {
-	s := Stats{Kind: layout.KindBus, Overflow: c.overflow, Cap: c.cap, MaxSubscribers: len(c.recs)}
+// It runs under the fault guard and returns the fault error after a fault.
+func (c *core) stats() (s Stats, err error) {
+	if err := c.fg.Err(); err != nil {
+		return Stats{}, err
+	}
+	defer c.fg.Guard(&err, "stats", faultguard.Enable())
+	s = Stats{Kind: layout.KindBus, Overflow: c.overflow, Cap: c.cap, MaxSubscribers: len(c.recs)}
 	s.Published = c.ctl.tail.Load()
 	s.Closed = c.ctl.closed.Load() != 0
 	s.Publisher = owner.Decode(c.ctl.publisher.Load())
@@ -672,7 +731,9 @@ func inspectCore(s *layout.Segment) (*core, error) {
 	if err != nil {
 		return nil, layout.WrapOp("shmbus", "inspect", g.name, err)
 	}
-	return &core{seg: s, geometry: g, ctl: ctl, recs: recs}, nil
+	c := &core{seg: s, geometry: g, ctl: ctl, recs: recs}
+	c.fg.Init("shmbus", g.name, s.Raw().Bytes())
+	return c, nil
 }
 
 // Inspect reports the state of a bus segment opened by a tool with
@@ -694,12 +755,12 @@ func Inspect(s *layout.Segment) (Stats, error) {
 // dead one's record when no free one is left. Durable records are left
 // alone (their cursor is waiting for their process to come back); see
 // RemoveSubscriber.
-func ReleaseDeadSubscribers(s *layout.Segment) ([]SubscriberStats, error) {
+func ReleaseDeadSubscribers(s *layout.Segment) (released []SubscriberStats, err error) {
 	c, err := inspectCore(s)
 	if err != nil {
 		return nil, err
 	}
-	var released []SubscriberStats
+	defer c.fg.Guard(&err, "release dead subscribers", faultguard.Enable())
 	for _, h := range owner.ReleaseDead(&c.ctl.publisher) {
 		released = append(released, SubscriberStats{Index: -1, Name: "(publisher)", Owner: h})
 	}
@@ -731,11 +792,12 @@ func ReleaseDeadSubscribers(s *layout.Segment) ([]SubscriberStats, error) {
 // RemoveSubscriber removes the durable subscriber named name from the bus
 // segment s, so its cursor no longer holds anything and its record is free.
 // It refuses (ErrRoleTaken) while a live process holds it.
-func RemoveSubscriber(s *layout.Segment, name string) error {
+func RemoveSubscriber(s *layout.Segment, name string) (err error) {
 	c, err := inspectCore(s)
 	if err != nil {
 		return err
 	}
+	defer c.fg.Guard(&err, "remove subscriber", faultguard.Enable())
 	for i := range c.recs {
 		r := &c.recs[i]
 		if r.state.Load() != stateDurable || !r.nameIs(name) {

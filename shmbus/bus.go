@@ -93,6 +93,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync/atomic"
+	"time"
 
 	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/options"
@@ -549,7 +550,7 @@ func (s *Subscriber[T]) availSlow(ctx context.Context) (err error) {
 			return ErrEmpty
 		}
 		s.cerr = nil
-		err = s.b.ctl.notEmpty.Wait(ctx, s.b.policy, s.dataReady)
+		err = s.b.ctl.notEmpty.WaitPoll(ctx, s.b.policy, s.dataReady, subRecheck, recheck)
 		if s.cerr != nil {
 			err, s.cerr = s.cerr, nil
 		}
@@ -562,6 +563,15 @@ func (s *Subscriber[T]) availSlow(ctx context.Context) (err error) {
 	}
 	return nil
 }
+
+// subRecheck bounds how long a parked subscriber sleeps without a wake
+// before it looks at the tail again. A publisher always wakes it; the
+// bound is for what never notifies: a segment truncated under it (the
+// look then faults, and Next reports it instead of sleeping on forever).
+const subRecheck = 100 * time.Millisecond
+
+// recheck is the poll of a subscriber's wait: just look again.
+func recheck() bool { return true }
 
 // advance stores the new cursor and wakes a Block publisher waiting for it.
 func (s *Subscriber[T]) advance(next uint64) {

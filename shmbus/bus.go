@@ -86,6 +86,24 @@
 // from the header's table size, checked against the region; names are
 // bounded. A peer that scribbles on the segment can make calls fail or
 // return wrong data, never panic, read out of bounds or hang.
+//
+// # Truncated segments
+//
+// A peer with write access to a posix: or file: segment can ftruncate it;
+// a process touching a lost page then takes SIGBUS. Bus and subscriber
+// calls catch such a fault (see internal/faultguard) and return an error
+// wrapping ErrCorrupt and ErrTruncated ("segment truncated by another
+// process") naming the call and the spec; from then on the Bus handle and
+// its subscribers are good only for Close, and their slow paths return
+// that first error. Always guarded: claiming the publisher role and
+// subscriber records (Subscribe), the publisher's rescans and waits, a
+// subscriber's reload of the tail and its waits (a parked subscriber looks
+// again every 100 ms, so a truncation is noticed), NextBatch, CloseWrites,
+// Stats, Published, Lag, Inspect, ReleaseDeadSubscribers, RemoveSubscriber,
+// Close and the WaitSource check. Publish, TryPublish, Next, TryNext, Peek
+// and Release are guarded as a whole only on a handle made WithFaultGuard
+// (see BenchmarkFaultGuard). Slices returned by Peek are the caller's to
+// touch, outside any guard.
 package shmbus
 
 import (

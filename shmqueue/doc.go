@@ -230,4 +230,20 @@
 // All methods of a Queue may be called concurrently from any number of
 // goroutines, except Close, which must not run concurrently with any other
 // method. A Queue handle belongs to the process that created or opened it.
+//
+// # Truncated segments
+//
+// A peer with write access to a posix: or file: segment can ftruncate it;
+// a process touching a lost page then takes SIGBUS. Queue calls catch such
+// a fault (see shmring's "Truncated segments" and internal/faultguard) and
+// return an error wrapping ErrCorrupt and ErrTruncated ("segment truncated
+// by another process") naming the call and the spec; from then on the
+// handle is good only for Close, and every other call returns that first
+// error. Always guarded: attaching (the member record claim), every
+// blocking wait (futex and SysV, Try operations waiting out a peer
+// included), PushBatch, PopBatch, TryPopBatch, CloseWrites, Stats, Len (0
+// after a fault), Inspect, Close and the WaitSource check (a fault makes it
+// ready; the next call reports it). Push, TryPush, Pop and TryPop are
+// guarded as a whole only on a handle made WithFaultGuard (a few ns per
+// call, see BenchmarkFaultGuard); otherwise only their waits are.
 package shmqueue

@@ -97,8 +97,8 @@
 // its subscribers are good only for Close, and their slow paths return
 // that first error. Always guarded: claiming the publisher role and
 // subscriber records (Subscribe), the publisher's rescans and waits, a
-// subscriber's reload of the tail and its waits (a parked subscriber looks
-// again every 100 ms, so a truncation is noticed), NextBatch, CloseWrites,
+// subscriber's waits (a parked subscriber looks again every 100 ms, so a
+// truncation is noticed), NextBatch, CloseWrites,
 // Stats, Published, Lag, Inspect, ReleaseDeadSubscribers, RemoveSubscriber,
 // Close and the WaitSource check. Publish, TryPublish, Next, TryNext, Peek
 // and Release are guarded as a whole only on a handle made WithFaultGuard
@@ -535,9 +535,10 @@ func (s *Subscriber[T]) refresh() (bool, error) {
 // avail waits (if ctx is not nil) until a message is there, and returns
 // nil, or ErrEmpty (ctx nil), ErrClosed, ctx's error or a corruption.
 //
-// After a memory fault it returns the handle's fault error. Its slow path
-// (the cache says empty: reload the tail, wait) runs under the fault
-// guard; the fast path is one comparison.
+// After a memory fault it returns the handle's fault error. The reload of
+// the tail is per-item work (a subscriber keeping up reloads it for every
+// message) and is guarded only on a WithFaultGuard handle; the wait runs
+// under the fault guard always.
 func (s *Subscriber[T]) avail(ctx context.Context) error {
 	if err := s.b.fg.Err(); err != nil {
 		return err
@@ -545,14 +546,6 @@ func (s *Subscriber[T]) avail(ctx context.Context) error {
 	if s.state != roleHeld {
 		return ErrClosed
 	}
-	if s.cursor != s.tailCache {
-		return nil
-	}
-	return s.availSlow(ctx)
-}
-
-func (s *Subscriber[T]) availSlow(ctx context.Context) (err error) {
-	defer s.b.fg.Guard(&err, "next", faultguard.Enable())
 	for s.cursor == s.tailCache {
 		ok, err := s.refresh()
 		if err != nil {
@@ -567,12 +560,7 @@ func (s *Subscriber[T]) availSlow(ctx context.Context) (err error) {
 		if ctx == nil {
 			return ErrEmpty
 		}
-		s.cerr = nil
-		err = s.b.ctl.notEmpty.WaitPoll(ctx, s.b.policy, s.dataReady, subRecheck, recheck)
-		if s.cerr != nil {
-			err, s.cerr = s.cerr, nil
-		}
-		if err != nil {
+		if err := s.waitData(ctx); err != nil {
 			return err
 		}
 		if s.state != roleHeld {
@@ -580,6 +568,17 @@ func (s *Subscriber[T]) availSlow(ctx context.Context) (err error) {
 		}
 	}
 	return nil
+}
+
+// waitData waits until a message is there, under the fault guard.
+func (s *Subscriber[T]) waitData(ctx context.Context) (err error) {
+	defer s.b.fg.Guard(&err, "next", faultguard.Enable())
+	s.cerr = nil
+	err = s.b.ctl.notEmpty.WaitPoll(ctx, s.b.policy, s.dataReady, subRecheck, recheck)
+	if s.cerr != nil {
+		err, s.cerr = s.cerr, nil
+	}
+	return err
 }
 
 // subRecheck bounds how long a parked subscriber sleeps without a wake

@@ -59,8 +59,7 @@ type settings struct {
 // then gives an error wrapping ErrCorrupt and ErrTruncated from whichever
 // call touches a lost page, never SIGBUS. It costs a few ns per call (see
 // BenchmarkFaultGuard); without it those calls guard only their slow paths
-// (claiming the publisher role, rescanning the subscribers, reloading the
-// tail, waiting). Segments that cannot shrink (memfd, which is sealed, and
+// (claiming the publisher role, rescanning the subscribers, waiting). Segments that cannot shrink (memfd, which is sealed, and
 // SysV) do not need it.
 func WithFaultGuard() Option {
 	return options.New("shmbus", "WithFaultGuard", func(c *options.Config) { c.Own.(*settings).faultGuard = true })

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"runtime"
 	"sync/atomic"
+	"time"
 
 	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/options"
@@ -69,6 +70,16 @@ type control struct {
 
 // controlSize is the size of the control region.
 var controlSize = uint64(reflect.TypeFor[control]().Size())
+
+// parkRecheck bounds every park of a blocked call: it looks at the ring
+// again at least this often even if no wake comes. Wakes are never lost by
+// the protocol; this is what makes a peer that truncated the segment (the
+// look then faults, and the fault guard reports it) or scribbled the
+// notifier word a delay instead of a hang.
+const parkRecheck = 100 * time.Millisecond
+
+// recheck is the poll of a blocked call: nothing to repair, just look again.
+func recheck() bool { return true }
 
 // defaultPolicy is how a ring handle waits unless WithWaitPolicy says
 // otherwise.
@@ -260,7 +271,7 @@ func (c *core) waitRoom(ctx context.Context, need uint64) (err error) {
 	if target := c.tail + need - c.cap; c.ctl.notFullAt.Load() != target {
 		c.ctl.notFullAt.Store(target)
 	}
-	err = c.ctl.notFull.Wait(ctx, c.policy, c.roomReady)
+	err = c.ctl.notFull.WaitPoll(ctx, c.policy, c.roomReady, parkRecheck, recheck)
 	if c.perr != nil {
 		err, c.perr = c.perr, nil
 	}
@@ -272,7 +283,7 @@ func (c *core) waitRoom(ctx context.Context, need uint64) (err error) {
 func (c *core) waitData(ctx context.Context, pos uint64) (err error) {
 	defer c.guardC(&err, "wait for data", faultguard.Enable())
 	c.readyPos, c.cerr = pos, nil
-	err = c.ctl.notEmpty.Wait(ctx, c.policy, c.dataReady)
+	err = c.ctl.notEmpty.WaitPoll(ctx, c.policy, c.dataReady, parkRecheck, recheck)
 	if c.cerr != nil {
 		err, c.cerr = c.cerr, nil
 	}

@@ -216,3 +216,31 @@ func TestTruncatedDefaultHandle(t *testing.T) {
 		})
 	}
 }
+
+// A default handle parked in Pop on an empty ring is not woken by a
+// truncation (nothing notifies a futex on a lost page), but its bounded
+// park re-checks the ring (parkRecheck), faults, and returns the error.
+func TestTruncatedWhileParked(t *testing.T) {
+	for backend, sp := range truncatable(t) {
+		t.Run(backend, func(t *testing.T) {
+			spec, path := sp[0], sp[1]
+			r, err := Create[item8](spec, 64)
+			require.NoError(t, err)
+			defer r.Close()
+			popped := make(chan error, 1)
+			go func() {
+				_, err := r.Pop(context.Background())
+				popped <- err
+			}()
+			time.Sleep(50 * time.Millisecond) // parked on the empty ring
+			p := truncator.Start(t, path, "0s")
+			require.NoError(t, p.Wait(time.Minute), p.Output())
+			select {
+			case err := <-popped:
+				requireTruncated(t, err, spec)
+			case <-time.After(10 * time.Second):
+				t.Fatal("a parked Pop never noticed the truncation")
+			}
+		})
+	}
+}

@@ -1,0 +1,45 @@
+package shmring
+
+import (
+	"github.com/shmkit/shmkit/internal/faultguard"
+)
+
+// ---- memory faults ----
+
+// ErrTruncated is the message of the error a ring call returns when the
+// segment was truncated under it (a peer with write access called
+// ftruncate on a posix: or file: segment, and the pages the call touched
+// are gone). It wraps ErrCorrupt; the handle is then good only for Close.
+// It is the same value as shmqueue.ErrTruncated and shmbus.ErrTruncated.
+var ErrTruncated = faultguard.ErrTruncated
+
+// faultErr returns the error of a fault this handle caught, or nil.
+func (c *core) faultErr() error { return c.fg.Err() }
+
+// guardP is deferred by every producer method, with the result of
+// faultguard.Enable: a memory fault inside the segment's mapping becomes
+// the handle's fault error (in *errp, if not nil) and leaves the producer
+// side faulted; any other panic goes on.
+func (c *core) guardP(errp *error, op string, prev bool) {
+	if c.fg.Catch(recover(), errp, op) {
+		c.pstate = roleFaulted
+	}
+	faultguard.Restore(prev)
+}
+
+// guardC is guardP for consumer methods.
+func (c *core) guardC(errp *error, op string, prev bool) {
+	if c.fg.Catch(recover(), errp, op) {
+		c.cstate = roleFaulted
+	}
+	faultguard.Restore(prev)
+}
+
+// guardAny is guardP for calls any goroutine may make (Len, Stats, a
+// WaitSet's readiness check): it records the fault without touching either
+// side's state, which belongs to the role goroutines. They see the fault
+// at their next slow path, or fault themselves. It is the Latch's Guard.
+func (c *core) guardAny(errp *error, op string, prev bool) {
+	c.fg.Catch(recover(), errp, op)
+	faultguard.Restore(prev)
+}

@@ -82,8 +82,13 @@
 // the holder dead, and finishes the mutation itself.
 //
 // Never trusting the segment. Every index read from shared memory is masked
-// or checked against the shard size, every probe and shift is bounded by
-// the shard size, and Check walks the whole table. A blocked lock checks
+// or checked against the shard size, and read once into a local (what is
+// checked is what is used, whatever a peer writes meanwhile); every probe
+// and shift is bounded by the shard size, and Check walks the whole table.
+// A repair copies the redo entry out once and replays an insert only if the
+// entry's tag is its key's hash in this shard and the target slot is empty
+// or already holds that tag; a live count above the shard's limit (which no
+// writer produces) makes an insert fail with ErrCorrupt. A blocked lock checks
 // every quarter second that the lock word names a live thread of the
 // process recorded as its holder (a scribbled word naming some unrelated
 // live thread would otherwise never be released) and gives up after the

@@ -13,3 +13,11 @@ func (m *Map[K, V]) LockedReads() uint64 { return m.lockedReads.Load() }
 
 // RepairCount returns how many repairs m made.
 func (m *Map[K, V]) RepairCount() uint64 { return m.repairs.Load() }
+
+// PendingRedo returns shard sh's redo record: the op's name ("" if none)
+// and the value in its redo entry (meaningful for insert and update). For
+// tests that stop or kill a writer mid-write: the record is the writer's,
+// read without the lock.
+func (m *Map[K, V]) PendingRedo(sh uint64) (op string, v V) {
+	return opName(m.ctl(sh).RedoOp), m.redoEntry(sh).Val
+}

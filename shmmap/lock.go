@@ -39,7 +39,9 @@ func (m *Map[K, V]) lock(sh uint64) error {
 	case errors.Is(err, shsync.ErrOwnerDead):
 		rerr := m.repair(sh)
 		if cerr := ctl.Mu.MarkConsistent(); cerr != nil && rerr == nil {
-			rerr = fmt.Errorf("shard %d: mark consistent: %w", sh, cerr)
+			// We hold the lock in owner-dead state: only a peer that
+			// rewrote the lock word under us makes this fail.
+			rerr = fmt.Errorf("%w: shard %d: lock word changed under its holder: mark consistent: %w", ErrCorrupt, sh, cerr)
 		}
 		if rerr != nil {
 			ctl.Mu.Unlock()

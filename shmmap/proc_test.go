@@ -633,6 +633,11 @@ func (cm *crashModel) apply(t *testing.T, log string) (pending bool, key uint64,
 	}
 }
 
+// TestCrashWriters runs 12 rounds (6 under -race, 300 with SHMKIT_SOAK=1);
+// SHMKIT_KILLS=N instead runs rounds until N writers have been SIGKILLed,
+// e.g.
+//
+//	SHMKIT_KILLS=1000 go test -run TestCrashWriters -v -timeout 1h ./shmmap/
 func TestCrashWriters(t *testing.T) {
 	rounds := 12
 	if raceEnabled {
@@ -641,6 +646,8 @@ func TestCrashWriters(t *testing.T) {
 	if os.Getenv("SHMKIT_SOAK") != "" {
 		rounds = 300
 	}
+	killTarget := envCount(t, "SHMKIT_KILLS", 0)
+	began := time.Now()
 	m, spec := create[uint64, val](t, crashKeys+bystanderKeys+80, shmmap.WithShards(crashShard))
 	readers := []*testproc.Proc{crashReader.Start(t, spec), crashReader.Start(t, spec)}
 	dir := t.TempDir()
@@ -660,8 +667,36 @@ func TestCrashWriters(t *testing.T) {
 	}
 	var unresolved []amb
 	r := rand.New(rand.NewPCG(9, 9))
-	kills := 0
-	for round := range rounds {
+	kills, acked, inFlight, applied := 0, 0, 0, 0
+	// settle checks the table (which repairs), resolves the killed
+	// writers' in-flight ops and compares the whole table with the model.
+	settle := func(round int) {
+		require.NoError(t, m.Check(), "round %d", round)
+		for _, a := range unresolved {
+			v, ok := m.Get(a.key)
+			before, beforePresent := cm.m[a.key]
+			switch {
+			case ok == a.afterPresent && (!ok || v == a.after):
+				applied++
+				if ok {
+					cm.m[a.key] = v
+				} else {
+					delete(cm.m, a.key)
+				}
+			case !a.mustApply && ok == beforePresent && (!ok || v == before):
+			default:
+				t.Fatalf("round %d: key %d is %v %v: neither before (%v %v) nor after (%v %v) its in-flight op",
+					round, a.key, v, ok, before, beforePresent, a.after, a.afterPresent)
+			}
+		}
+		unresolved = unresolved[:0]
+		got := maps.Collect(m.All())
+		maps.DeleteFunc(got, func(k uint64, _ val) bool { return k >= crashKeys })
+		require.Equal(t, cm.m, got, "round %d", round)
+	}
+	round := 0
+	for ; killTarget == 0 && round < rounds || killTarget > 0 && kills < killTarget; round++ {
+		require.Less(t, round, 3*killTarget+rounds, "writers are not being killed")
 		roundStart := time.Now()
 		logPath := filepath.Join(dir, "w"+strconv.Itoa(round))
 		args := []string{spec, logPath, strconv.Itoa(round + 1), "3000"}
@@ -692,39 +727,26 @@ func TestCrashWriters(t *testing.T) {
 		if !errors.Is(err, os.ErrNotExist) {
 			require.NoError(t, err)
 		}
+		for line := range strings.Lines(string(b)) {
+			if strings.HasPrefix(line, "D ") {
+				acked++
+			}
+		}
 		pending, k, after, afterPresent := cm.apply(t, string(b))
 		if pending {
+			inFlight++
 			unresolved = append(unresolved, amb{k, after, afterPresent, viaPoint && werr != nil})
 		}
 		// Every other round, leave the repair to the next writer and
 		// the readers; otherwise check (which repairs) and resolve.
-		if round%2 == 1 || round == rounds-1 {
-			require.NoError(t, m.Check(), "round %d", round)
-			for _, a := range unresolved {
-				v, ok := m.Get(a.key)
-				before, beforePresent := cm.m[a.key]
-				switch {
-				case ok == a.afterPresent && (!ok || v == a.after):
-					if ok {
-						cm.m[a.key] = v
-					} else {
-						delete(cm.m, a.key)
-					}
-				case !a.mustApply && ok == beforePresent && (!ok || v == before):
-				default:
-					t.Fatalf("round %d: key %d is %v %v: neither before (%v %v) nor after (%v %v) its in-flight op",
-						round, a.key, v, ok, before, beforePresent, a.after, a.afterPresent)
-				}
-			}
-			unresolved = unresolved[:0]
-			got := maps.Collect(m.All())
-			maps.DeleteFunc(got, func(k uint64, _ val) bool { return k >= crashKeys })
-			require.Equal(t, cm.m, got, "round %d", round)
+		if round%2 == 1 {
+			settle(round)
 		}
-		if testing.Verbose() {
-			t.Logf("round %d: writer %v, round %v", round, waited, time.Since(roundStart))
+		if testing.Verbose() && (killTarget == 0 || round%100 == 0) {
+			t.Logf("round %d: writer %v, round %v, %d kills so far", round, waited, time.Since(roundStart), kills)
 		}
 	}
+	settle(round - 1)
 	require.NoError(t, m.Put(bystanderStop, val{}))
 	require.NoError(t, bystander.Wait(2*time.Minute), bystander.Output())
 	t.Logf("bystander: %s", strings.TrimSpace(bystander.Output()))
@@ -737,20 +759,24 @@ func TestCrashWriters(t *testing.T) {
 	}
 	require.Empty(t, own, "bystander keys missing")
 	require.NoError(t, m.Put(crashStop, val{}))
+	var readerRepairs uint64
 	for _, rd := range readers {
 		require.NoError(t, rd.Wait(time.Minute), rd.Output())
 		var n, worst, locked, repairs int64
 		_, err := fmt.Sscan(rd.Output(), &n, &worst, &locked, &repairs)
 		require.NoError(t, err)
 		t.Logf("reader: %d gets, worst %v, %d through the lock, %d repairs", n, time.Duration(worst), locked, repairs)
+		readerRepairs += uint64(repairs)
 		if _, more, ok := strings.Cut(rd.Output(), "\n"); ok && strings.TrimSpace(more) != "" {
 			t.Logf("reader:\n%s", more)
 		}
 	}
 	st, err := m.Stats()
 	require.NoError(t, err)
-	t.Logf("%d rounds, %d writers killed; len %d, parent repairs %d", rounds, kills, st.Len, st.Repairs)
-	require.Greater(t, kills, rounds/2)
+	t.Logf("%d rounds in %v, %d writers SIGKILLed (%d inside an op: %d of those applied, the rest not); %d acknowledged writer ops; len %d; repairs: %d by the parent, %d by the readers, 0 violations",
+		round, time.Since(began).Round(time.Millisecond), kills, inFlight, applied, acked, st.Len, st.Repairs, readerRepairs)
+	require.Greater(t, kills, round/2)
+	require.GreaterOrEqual(t, kills, killTarget)
 }
 
 // Clear killed midway: the shard it was clearing is finished by the next

@@ -77,20 +77,32 @@ func (m *Map[K, V]) repair(sh uint64) error {
 			err = fmt.Errorf("%w: shard %d: redo record names slot %d of %d", ErrCorrupt, sh, rel, m.perShard)
 			break
 		}
-		r := m.redoEntry(sh)
+		// The entry and the slot's tag are copied out once: what is
+		// checked is what is stored, whatever a peer writes meanwhile.
+		r := *m.redoEntry(sh)
+		s := &m.slots[base+rel]
 		switch op {
 		case opInsert:
-			if r.Meta&1 == 0 || r.Meta>>m.shardShift != sh {
-				err = fmt.Errorf("%w: shard %d: redo entry tag %#x is not of this shard", ErrCorrupt, sh, r.Meta)
+			// The logged entry's tag must be its key's, and the slot
+			// must be empty or already hold the entry (a replay):
+			// the writer logged an empty slot and nobody else wrote
+			// the shard since.
+			tag, ksh := m.tagOf(&r.Key)
+			if r.Meta != tag || ksh != sh {
+				err = fmt.Errorf("%w: shard %d: redo entry tag %#x is not its key's (%#x of shard %d)", ErrCorrupt, sh, r.Meta, tag, ksh)
 				break
 			}
-			m.slots[base+rel] = *r
+			if meta := s.Meta; meta != 0 && meta != tag {
+				err = fmt.Errorf("%w: shard %d: redo insert into slot %d, which holds tag %#x", ErrCorrupt, sh, rel, meta)
+				break
+			}
+			*s = r
 		case opUpdate:
-			if m.slots[base+rel].Meta == 0 {
+			if s.Meta == 0 {
 				err = fmt.Errorf("%w: shard %d: redo update of empty slot %d", ErrCorrupt, sh, rel)
 				break
 			}
-			m.slots[base+rel].Val = r.Val
+			s.Val = r.Val
 		case opDelete:
 			m.shiftFrom(sh, rel)
 		}

@@ -187,14 +187,15 @@ func (m *Map[K, V]) checkShard(sh uint64) []error {
 	var live uint64
 	for j := range m.perShard {
 		s := &m.slots[base+j]
-		if s.Meta == 0 {
+		meta := s.Meta
+		if meta == 0 {
 			continue
 		}
 		live++
 		k := s.Key
 		tag, ksh := m.tagOf(&k)
-		if tag != s.Meta {
-			bad("slot %d: tag %#x, key hashes to %#x", j, s.Meta, tag)
+		if tag != meta {
+			bad("slot %d: tag %#x, key hashes to %#x", j, meta, tag)
 			continue
 		}
 		if ksh != sh {

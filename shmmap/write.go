@@ -55,6 +55,10 @@ func (m *Map[K, V]) writeInsert(sh, idx, tag uint64, k *K, v *V) error {
 	ctl := m.ctl(sh)
 	n := ctl.Count.Load()
 	if n >= m.limit {
+		if n > m.limit {
+			// No writer ever counts past the limit: a peer wrote it.
+			return fmt.Errorf("%w: shard %d counts %d keys, over its limit %d", ErrCorrupt, sh, n, m.limit)
+		}
 		return fmt.Errorf("%w: shard %d holds %d keys, its limit", ErrFull, sh, n)
 	}
 	r := m.redoEntry(sh)
@@ -193,10 +197,11 @@ func (m *Map[K, V]) find(sh, tag uint64, k *K) (idx uint64, found bool, err erro
 	i := m.home(tag)
 	for range m.perShard {
 		s := &m.slots[base+i]
-		if s.Meta == 0 {
+		meta := s.Meta
+		if meta == 0 {
 			return base + i, false, nil
 		}
-		if s.Meta == tag && s.Key == *k {
+		if meta == tag && s.Key == *k {
 			return base + i, true, nil
 		}
 		i = m.next(i)

@@ -1,6 +1,9 @@
 package sync
 
-import "sync/atomic"
+import (
+	"sync/atomic"
+	"time"
+)
 
 // FallbackSteals exposes the count of locks taken over through the /proc
 // fallback check, so tests can tell which detector fired.
@@ -21,3 +24,11 @@ func ScribbleWord(m *Mutex, v uint32) { atomic.StoreUint32(&m.word, v) }
 
 // SetSeqCount sets c's raw count, standing in for a long run of writes.
 func SetSeqCount(c *SeqCount, v uint64) { atomic.StoreUint64(&c.seq, v) }
+
+// SetDeadOwnerPoll sets how often a blocked Lock re-checks its holder, for
+// this process, and returns the previous value. Call it before any Lock.
+func SetDeadOwnerPoll(d time.Duration) time.Duration {
+	prev := deadOwnerPoll
+	deadOwnerPoll = d
+	return prev
+}

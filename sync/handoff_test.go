@@ -18,7 +18,7 @@ import (
 type handoffStats struct {
 	patient     int           // acquisitions by patient waiters
 	maxWait     time.Duration // longest LockContext of a patient waiter
-	slow        int           // patient LockContexts that took >= DeadOwnerPoll while others kept taking the lock
+	slow        int           // patient LockContexts that took >= handoffPoll/2 while others kept taking the lock
 	maxPassed   int64         // most acquisitions by others during one patient LockContext
 	impatientOK int           // acquisitions by impatient waiters
 	timeouts    int           // impatient LockContexts cancelled by their deadline
@@ -43,12 +43,19 @@ func spinFor(d time.Duration) {
 	}
 }
 
-// slowPassed: a patient LockContext that lasted DeadOwnerPoll or more while
+// slowPassed: a patient LockContext that lasted handoffPoll/2 or more while
 // at least this many acquisitions by others went past it slept through
 // wakes (the lock kept changing hands, so it was not the whole machine
 // stalling). The holder alone locks every ~150 µs: a waiter stranded until
 // the 100 ms re-check sees several hundred.
 const slowPassed = 100
+
+// handoffPoll replaces DeadOwnerPoll in every process of the handoff test:
+// a waiter stranded by a lost wake then sleeps seconds, not 100 ms, which no
+// scheduling delay on a loaded machine comes near (patient waits of ~100 ms
+// do happen there: the lock is not fair, and a woken waiter that loses the
+// race to a barging locker parks again behind the others).
+const handoffPoll = 3 * time.Second
 
 // runHandoff runs one patient waiter and impatient ones on s.Mu until
 // s.Flag2 is set, and returns what they saw.
@@ -96,7 +103,7 @@ func runHandoff(s *shared, impatient int) (handoffStats, error) {
 			st.patient++
 			st.maxWait = max(st.maxWait, w)
 			st.maxPassed = max(st.maxPassed, passed)
-			if w >= shsync.DeadOwnerPoll && passed >= slowPassed {
+			if w >= handoffPoll/2 && passed >= slowPassed {
 				st.slow++
 			}
 			mu.Unlock()
@@ -150,6 +157,7 @@ var handoffChild = testproc.Register("mutex-handoff", func(args []string) error 
 	if err := s.Note.Wait(context.Background(), shsync.ParkOnly, func() bool { return atomic.LoadUint32(&s.Go) != 0 }); err != nil {
 		return err
 	}
+	shsync.SetDeadOwnerPoll(handoffPoll)
 	st, err := runHandoff(s, atoi(args[1]))
 	if err != nil {
 		return err
@@ -164,15 +172,16 @@ var handoffChild = testproc.Register("mutex-handoff", func(args []string) error 
 // holder that locks and unlocks in a loop. An Unlock wakes one parked
 // waiter; if that waiter's context has just expired and it left without
 // passing the wake on (or without taking the lock), the other parked
-// waiters would sleep on until their DeadOwnerPoll (100 ms) re-check.
-// So no patient LockContext may take DeadOwnerPoll or more: each waits
-// only for the (microseconds-long) critical sections of the others.
+// waiters would sleep on until their dead-owner re-check, set here to
+// handoffPoll (seconds). So no patient LockContext may take half of that
+// while the others keep taking the lock.
 func TestMutexLockContextHandoff(t *testing.T) {
 	const (
 		procs     = 3
 		impatient = 3
 		run       = 2 * time.Second
 	)
+	defer shsync.SetDeadOwnerPoll(shsync.SetDeadOwnerPoll(handoffPoll))
 	spec, s := newShared(t)
 	var ps []*testproc.Proc
 	for range procs {
@@ -247,7 +256,7 @@ func TestMutexLockContextHandoff(t *testing.T) {
 		t.Fatalf("too little contention to judge: %v, holder %d", total, holderLocks)
 	}
 	if total.slow != 0 {
-		t.Fatalf("%d patient LockContexts took >= DeadOwnerPoll (%v), longest %v: a wake was lost to a cancellation",
-			total.slow, shsync.DeadOwnerPoll, total.maxWait)
+		t.Fatalf("%d patient LockContexts took >= %v (half the dead-owner re-check), longest %v: a wake was lost to a cancellation",
+			total.slow, handoffPoll/2, total.maxWait)
 	}
 }

@@ -58,6 +58,11 @@ const (
 // word and linking it, or a robust list broken by a peer).
 const DeadOwnerPoll = 100 * time.Millisecond
 
+// deadOwnerPoll is DeadOwnerPoll, changeable by tests (export_test.go) so
+// that a lost wake, which costs a waiter one poll interval, stands out from
+// scheduling delays on a loaded machine.
+var deadOwnerPoll = DeadOwnerPoll
+
 // fallbackSteals counts locks taken over through the /proc check (tests).
 var fallbackSteals atomic.Uint64
 
@@ -188,7 +193,7 @@ func (m *Mutex) lockSlow(ctx context.Context) error {
 		}
 		return true
 	}
-	if err := mutexPolicy.waitLoop(ctx, try, park, DeadOwnerPoll, stealDead); err != nil {
+	if err := mutexPolicy.waitLoop(ctx, try, park, deadOwnerPoll, stealDead); err != nil {
 		if waited {
 			// An Unlock may have woken us just as ctx ended, and a
 			// barging locker may have taken the lock (clearing the

@@ -71,6 +71,16 @@ func TestQuickStartTwoProducersTwoConsumers(t *testing.T) {
 	}
 
 	p1 := extest.Start(t, bin, "produce")
+	// As a user would: start the consumer once the producer has made the
+	// segment (Open waits for a creator still initializing it).
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(5 * time.Millisecond) {
+		if _, err := os.Stat(name); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the producer never created %s:\n%s", name, p1.Stderr())
+		}
+	}
 	c1 := extest.Start(t, bin, "consume")
 	if !c1.WaitOutput("tick 3 ACME", time.Minute) {
 		t.Fatalf("the consumer saw no ticks:\n%s\n%s", c1.Stdout(), c1.Stderr())

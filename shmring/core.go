@@ -147,15 +147,25 @@ func (c *core) refreshTail(pos uint64) (bool, error) {
 }
 
 // refreshHeadGuarded is refreshHead for the producer's fast-path calls
-// (TryPush, Claim, Reserve), which are not guarded as a whole: the reload
-// of the other cursor is their slow path, and is.
+// (TryPush, Claim, Reserve). A producer that keeps up with its consumer, or
+// a consumer that keeps up with its producer, reloads the other cursor about
+// once per item, so the reload is part of the per-item path: it is guarded
+// only under WithFaultGuard, like the rest of that path (the same choice
+// the bus makes for a subscriber's reload of the tail). Blocking calls guard
+// their waits, which re-load the cursor, in every handle.
 func (c *core) refreshHeadGuarded(need uint64) (ok bool, err error) {
+	if !c.guardAll {
+		return c.refreshHead(need)
+	}
 	defer c.guardP(&err, "refresh head", faultguard.Enable())
 	return c.refreshHead(need)
 }
 
 // refreshTailGuarded is refreshHeadGuarded for the consumer.
 func (c *core) refreshTailGuarded(pos uint64) (ok bool, err error) {
+	if !c.guardAll {
+		return c.refreshTail(pos)
+	}
 	defer c.guardC(&err, "refresh tail", faultguard.Enable())
 	return c.refreshTail(pos)
 }

@@ -122,15 +122,16 @@
 //     ReleaseDeadRoles, PushBatch, PopBatch, and the readiness check of
 //     WaitSource (a WaitSet);
 //   - the slow paths of every other call: claiming a role (the first
-//     producing or consuming call), reloading the other side's cursor
-//     (TryPush, Claim, Reserve when the ring looks full; TryPop, Peek,
-//     Read when it looks empty), and every wait (Push, Pop, ClaimWait,
-//     PeekWait, ReserveWait, ReadWait, Write, ReadInto when they block).
+//     producing or consuming call) and every wait (Push, Pop, ClaimWait,
+//     PeekWait, ReserveWait, ReadWait, Write, ReadInto when they block; a
+//     parked call looks again every 100 ms, so a truncation ends it too).
 //
 // The fast paths of the per-item calls (Push, TryPush, Claim, Publish,
 // Pop, TryPop, Peek, Advance; Reserve, Commit, Write, TryWrite, Read,
-// ReadWait, Release, ReadInto: their slot or record access, cursor store
-// and notifier load) are not covered unless the handle is made with
+// ReadWait, Release, ReadInto: their slot or record access, the reload of
+// the other side's cursor when the ring looks full or empty, which a side
+// that keeps up with its peer does about once per item, the cursor store
+// and the notifier load) are not covered unless the handle is made with
 // WithFaultGuard, which guards every call. Slices returned by Claim,
 // Peek, Reserve and Read are the caller's to touch, outside any guard:
 // code that keeps them must protect its own accesses (or use a memfd

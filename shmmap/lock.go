@@ -38,8 +38,8 @@ func (m *Map[K, V]) lockRest(sh uint64, got bool, err error) (lerr error) {
 	if !got && err == nil {
 		err = m.lockSlow(sh)
 	}
-	if m.fg.Faulted() {
-		return m.fg.Err()
+	if errors.Is(err, ErrTruncated) {
+		return err // the lock word went with the truncated pages
 	}
 	switch {
 	case err == nil:
@@ -49,7 +49,7 @@ func (m *Map[K, V]) lockRest(sh uint64, got bool, err error) (lerr error) {
 		// A mutation was left unfinished without an owner-death report
 		// (a scribbled lock word): repair all the same.
 		if rerr := m.repair(sh); rerr != nil {
-			if m.fg.Faulted() {
+			if errors.Is(rerr, ErrTruncated) {
 				return rerr
 			}
 			ctl.Mu.Unlock()
@@ -58,7 +58,7 @@ func (m *Map[K, V]) lockRest(sh uint64, got bool, err error) (lerr error) {
 		return nil
 	case errors.Is(err, shsync.ErrOwnerDead):
 		rerr := m.repair(sh)
-		if m.fg.Faulted() {
+		if errors.Is(rerr, ErrTruncated) {
 			return rerr
 		}
 		if cerr := ctl.Mu.MarkConsistent(); cerr != nil && rerr == nil {

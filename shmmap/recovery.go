@@ -55,8 +55,7 @@ func (m *Map[K, V]) settle(sh uint64) (settled bool) {
 		return false
 	}
 	if errors.Is(err, shsync.ErrOwnerDead) || ctl.RedoOp != opNone || ctl.Seq.Writing() {
-		_ = m.repair(sh)
-		if m.fg.Faulted() {
+		if rerr := m.repair(sh); errors.Is(rerr, ErrTruncated) {
 			return true
 		}
 		if err != nil {

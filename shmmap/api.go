@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/layout"
 	"github.com/shmkit/shmkit/segment"
@@ -31,6 +32,10 @@ var (
 	ErrRoleTaken       = layout.ErrRoleTaken
 	ErrCapacity        = layout.ErrCapacity
 	ErrNotRecoverable  = layout.ErrNotRecoverable
+	// ErrTruncated: a call touched pages of a posix: or file: segment that
+	// another process truncated (see WithFaultGuard). It wraps ErrCorrupt;
+	// it is the same value as shmring.ErrTruncated and shmqueue's.
+	ErrTruncated = faultguard.ErrTruncated
 )
 
 // Options every structure takes.
@@ -99,17 +104,44 @@ type Map[K comparable, V any] struct {
 	lockedReads atomic.Uint64 // reads that fell back to the lock (Stats)
 	closed      atomic.Bool
 	spec        string // for errors
+
+	// fg remembers the first memory fault (a truncated segment) any call
+	// caught; afterwards every call but Close returns its error.
+	fg faultguard.Latch
+	// guardAll is set by WithFaultGuard: the per-key calls run under the
+	// guard too, not only the slow paths.
+	guardAll bool
 }
 
 // Close unmaps the map. The segment stays until Remove. Close must not race
 // with other calls on this handle; other handles and processes are
 // unaffected. Close is idempotent: a second Close returns nil. Other calls
-// after Close return ErrClosed (Get: zero, false; Len: 0).
+// after Close return ErrClosed (Get: zero, false; Len: 0). Close touches
+// no shared memory, so it works after a memory fault too.
 func (m *Map[K, V]) Close() error {
 	if m.closed.Swap(true) {
 		return nil
 	}
 	return m.wrap("close", m.seg.Close())
+}
+
+// check is the entry test of every call: ErrClosed after Close, the fault
+// error after a memory fault, else nil.
+func (m *Map[K, V]) check(op string) error {
+	if m.closed.Load() {
+		return m.wrap(op, ErrClosed)
+	}
+	return m.fg.Err()
+}
+
+// guardRead is deferred, with faultguard.Enable(), by the guarded reads: a
+// memory fault inside the mapping makes the results zero, false and the
+// latch's error (if errp is not nil); any other panic goes on.
+func (m *Map[K, V]) guardRead(v *V, ok *bool, errp *error, op string, prev bool) {
+	if m.fg.Catch(recover(), errp, op) {
+		*v, *ok = *new(V), false
+	}
+	faultguard.Restore(prev)
 }
 
 // wrap gives err the package's one error shape, naming op and the segment.
@@ -123,14 +155,21 @@ func (m *Map[K, V]) Cap() int { return m.capacity }
 func (m *Map[K, V]) Segment() *layout.Segment { return m.seg }
 
 // Len returns the number of keys, summed over shards without locking: under
-// concurrent writes it is a moment-by-moment approximation.
-func (m *Map[K, V]) Len() int {
-	if m.closed.Load() {
+// concurrent writes it is a moment-by-moment approximation. It is 0 after
+// Close or a memory fault (which it records: the next call returns it).
+func (m *Map[K, V]) Len() (n int) {
+	if m.check("len") != nil {
 		return 0
 	}
-	var n uint64
+	defer func(prev bool) {
+		if m.fg.Catch(recover(), nil, "len") {
+			n = 0
+		}
+		faultguard.Restore(prev)
+	}(faultguard.Enable())
+	var c uint64
 	for sh := range m.shards {
-		n += min(m.ctl(sh).Count.Load(), m.limit)
+		c += min(m.ctl(sh).Count.Load(), m.limit)
 	}
-	return int(n)
+	return int(c)
 }

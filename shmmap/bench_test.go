@@ -290,3 +290,44 @@ func BenchmarkMapCached(b *testing.B) {
 	})
 	_ = sink
 }
+
+// BenchmarkFaultGuard is BenchmarkMapCached's Get and Put on a default
+// handle and on one made WithFaultGuard (every call under the fault
+// guard): the difference is the guard's cost per call.
+func BenchmarkFaultGuard(b *testing.B) {
+	const n = 1024
+	m, spec := create[uint64, value64](b, n)
+	g, err := shmmap.Open[uint64, value64](spec, shmmap.WithFaultGuard())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = g.Close() })
+	for i := range n {
+		k := benchKey(i)
+		if err := m.Put(k, value64{k}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	key := func(i int) uint64 { return benchKey(int(uint64(i) * 2654435761 % n)) }
+	var sink uint64
+	for _, h := range []struct {
+		name string
+		m    *shmmap.Map[uint64, value64]
+	}{{"default", m}, {"guarded", g}} {
+		b.Run("get/"+h.name, func(b *testing.B) {
+			for i := range b.N {
+				v, _ := h.m.Get(key(i))
+				sink += v[0] ^ v[7]
+			}
+		})
+		b.Run("put/"+h.name, func(b *testing.B) {
+			for i := range b.N {
+				k := key(i)
+				if err := h.m.Put(k, value64{k, uint64(i)}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	_ = sink
+}

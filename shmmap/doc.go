@@ -102,4 +102,26 @@
 // any number of processes may Open the same segment. Close must not race
 // with other calls on the same handle. Values are returned by copy: nothing
 // returned aliases shared memory.
+//
+// # Truncated segments
+//
+// A peer with write access to a posix: or file: segment can ftruncate it;
+// a process touching a lost page then takes SIGBUS. Map calls catch such a
+// fault (internal/faultguard, shared with the rings, queues and buses) and
+// return an error wrapping ErrCorrupt and ErrTruncated ("segment truncated
+// by another process") naming the call (or "lock", "repair", "all" where
+// the fault hit inside one) and the spec; from then on the handle is good
+// only for Close, and every other call returns that first error (Get:
+// zero, false; Len: 0; All: nothing). Always guarded: Open's and Create's
+// validation after mapping, the blocking part of taking a shard lock (the
+// wait, the dead-holder checks, repair and the owner-death protocol), the
+// locked read path, a reader's settle of a pending redo record, All (a
+// fault ends the iteration; the next call reports it), Clear, Len, Stats,
+// Check and Inspect. Close touches no shared memory. Get, Load, Put,
+// Delete, LoadAndDelete, Update, CompareAndSwap, CompareAndDelete and
+// LoadOrStore are guarded as a whole only on a handle made WithFaultGuard
+// (a few ns per call, see BenchmarkFaultGuard); otherwise only their lock
+// waits and locked reads are. Under the race detector an atomic operation
+// on the mapping runs in the detector's C code, where a fault that lands
+// just then cannot be caught.
 package shmmap

@@ -3,6 +3,8 @@ package shmmap
 import (
 	"iter"
 	"runtime"
+
+	"github.com/shmkit/shmkit/internal/faultguard"
 )
 
 // entry is a key/value pair copied out of a shard.
@@ -17,17 +19,22 @@ type entry[K comparable, V any] struct {
 // existed; different shards are snapshots of different moments. A key
 // stored or deleted during the iteration may or may not be seen; no key is
 // yielded twice. The body may call any method of the map. Shards that
-// cannot be read (lock not recoverable, closed map) are skipped.
+// cannot be read (lock not recoverable, closed map) are skipped. A memory
+// fault (a truncated segment) ends the iteration; the next call of the
+// handle returns its error.
 func (m *Map[K, V]) All() iter.Seq2[K, V] {
 	return func(yield func(K, V) bool) {
 		var buf []entry[K, V]
 		for sh := range m.shards {
-			if m.closed.Load() {
+			if m.check("all") != nil {
 				return
 			}
 			var err error
 			buf, err = m.snapshot(sh, buf[:0])
 			if err != nil {
+				if m.fg.Faulted() {
+					return
+				}
 				continue
 			}
 			for _, e := range buf {
@@ -39,8 +46,10 @@ func (m *Map[K, V]) All() iter.Seq2[K, V] {
 	}
 }
 
-// snapshot appends the live entries of shard sh to buf.
-func (m *Map[K, V]) snapshot(sh uint64, buf []entry[K, V]) ([]entry[K, V], error) {
+// snapshot appends the live entries of shard sh to buf, under the fault
+// guard.
+func (m *Map[K, V]) snapshot(sh uint64, buf []entry[K, V]) (out []entry[K, V], err error) {
+	defer m.fg.Guard(&err, "all", faultguard.Enable())
 	base := sh * m.perShard
 	seq := &m.ctl(sh).Seq
 	copyOut := func(buf []entry[K, V]) []entry[K, V] {

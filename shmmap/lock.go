@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/proc"
 	shsync "github.com/shmkit/shmkit/sync"
 )
@@ -21,8 +22,24 @@ func (m *Map[K, V]) lock(sh uint64) error {
 	// TryLock is the uncontended fast path (no syscall, no timer); only a
 	// contended lock pays for a bounded wait.
 	got, err := ctl.Mu.TryLock()
+	if got && err == nil && ctl.RedoOp == opNone && !ctl.Seq.Writing() {
+		return nil
+	}
+	return m.lockRest(sh, got, err)
+}
+
+// lockRest is lock past an uncontended TryLock (got, err: its result):
+// the wait, the repair, the owner-death protocol. It runs under the fault
+// guard; after a fault the lock is left as it is (its word went with the
+// truncated pages) and the fault error returned.
+func (m *Map[K, V]) lockRest(sh uint64, got bool, err error) (lerr error) {
+	defer m.fg.Guard(&lerr, "lock", faultguard.Enable())
+	ctl := m.ctl(sh)
 	if !got && err == nil {
 		err = m.lockSlow(sh)
+	}
+	if errors.Is(err, ErrTruncated) {
+		return err // the lock word went with the truncated pages
 	}
 	switch {
 	case err == nil:
@@ -32,12 +49,18 @@ func (m *Map[K, V]) lock(sh uint64) error {
 		// A mutation was left unfinished without an owner-death report
 		// (a scribbled lock word): repair all the same.
 		if rerr := m.repair(sh); rerr != nil {
+			if errors.Is(rerr, ErrTruncated) {
+				return rerr
+			}
 			ctl.Mu.Unlock()
 			return rerr
 		}
 		return nil
 	case errors.Is(err, shsync.ErrOwnerDead):
 		rerr := m.repair(sh)
+		if errors.Is(rerr, ErrTruncated) {
+			return rerr
+		}
 		if cerr := ctl.Mu.MarkConsistent(); cerr != nil && rerr == nil {
 			// We hold the lock in owner-dead state: only a peer that
 			// rewrote the lock word under us makes this fail.
@@ -71,7 +94,11 @@ const lockCheckInterval = 2*shsync.DeadOwnerPoll + 50*time.Millisecond
 // (a new holder records itself right after taking the word), give
 // ErrCorrupt. A consistent but live holder is waited for up to the lock
 // timeout, then ErrLockTimeout.
-func (m *Map[K, V]) lockSlow(sh uint64) error {
+//
+// It runs under the fault guard, as does the rest of a lock but its
+// uncontended TryLock.
+func (m *Map[K, V]) lockSlow(sh uint64) (err error) {
+	defer m.fg.Guard(&err, "lock", faultguard.Enable())
 	ctl := m.ctl(sh)
 	deadline := time.Now().Add(m.lockTimeout)
 	var suspect shsync.MutexState

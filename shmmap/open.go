@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/mem"
 	"github.com/shmkit/shmkit/internal/options"
 	"github.com/shmkit/shmkit/layout"
@@ -88,7 +89,7 @@ func create[K comparable, V any](spec string, capacity int, cfg options.Config, 
 		_ = segment.Remove(spec)
 		return nil, err
 	}
-	m.lockTimeout = c.lockTimeout
+	m.lockTimeout, m.guardAll = c.lockTimeout, c.faultGuard
 	return m, nil
 }
 
@@ -118,13 +119,22 @@ func open[K comparable, V any](spec string, cfg options.Config, c mapSettings) (
 		_ = s.Close()
 		return nil, err
 	}
-	m.lockTimeout = c.lockTimeout
+	m.lockTimeout, m.guardAll = c.lockTimeout, c.faultGuard
 	return m, nil
 }
 
 // attach validates the map geometry in the (already validated, private)
-// header copy against the regions and builds the handle.
-func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (*Map[K, V], error) {
+// header copy against the regions and builds the handle. It runs under the
+// fault guard (the mapping may already be truncated).
+func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (m *Map[K, V], err error) {
+	var fg faultguard.Latch
+	fg.Init("shmmap", s.Raw().Spec().String(), s.Raw().Bytes())
+	defer func(prev bool) {
+		if fg.Catch(recover(), &err, "attach") {
+			m = nil
+		}
+		faultguard.Restore(prev)
+	}(faultguard.Enable())
 	h := s.Header()
 	p := h.Params
 	corrupt := func(format string, args ...any) error {
@@ -151,7 +161,7 @@ func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (*Map[K, V], 
 		return nil, fmt.Errorf("slots: %w", err)
 	}
 	var k K
-	m := &Map[K, V]{
+	m = &Map[K, V]{
 		seg:        s,
 		shardMem:   s.Region(0),
 		shards:     shards,
@@ -167,5 +177,6 @@ func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (*Map[K, V], 
 		readOnly:   s.Raw().ReadOnly(),
 		spec:       s.Raw().Spec().String(),
 	}
+	m.fg.Init("shmmap", m.spec, s.Raw().Bytes())
 	return m, nil
 }

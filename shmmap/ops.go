@@ -2,6 +2,7 @@ package shmmap
 
 import (
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/internal/faultguard"
 )
 
 // Update reads k's current value (ok false if absent) and, under the
@@ -15,7 +16,13 @@ func (m *Map[K, V]) Update(k K, fn func(v V, ok bool) (nv V, keep bool)) error {
 }
 
 // update is Update with its errors named as operation op.
-func (m *Map[K, V]) update(op string, k K, fn func(v V, ok bool) (nv V, keep bool)) error {
+func (m *Map[K, V]) update(op string, k K, fn func(v V, ok bool) (nv V, keep bool)) (err error) {
+	if err := m.check(op); err != nil {
+		return err
+	}
+	if m.guardAll {
+		defer m.fg.Guard(&err, op, faultguard.Enable())
+	}
 	if err := m.updateErr(k, fn); err != nil {
 		return m.wrap(op, err)
 	}
@@ -23,9 +30,6 @@ func (m *Map[K, V]) update(op string, k K, fn func(v V, ok bool) (nv V, keep boo
 }
 
 func (m *Map[K, V]) updateErr(k K, fn func(v V, ok bool) (nv V, keep bool)) error {
-	if m.closed.Load() {
-		return ErrClosed
-	}
 	tag, sh := m.tagOf(&k)
 	m.touch(sh, tag)
 	if err := m.lock(sh); err != nil {
@@ -101,11 +105,13 @@ func (m *Map[K, V]) LoadOrStore(k K, v V) (actual V, loaded bool, err error) {
 // atomically (readers see it before or after), but the map as a whole is
 // not, so keys stored concurrently into already-cleared shards survive. A
 // Clear killed midway leaves some shards cleared; the shard it was working
-// on is finished by its next writer.
-func (m *Map[K, V]) Clear() error {
-	if m.closed.Load() {
-		return m.wrap("clear", ErrClosed)
+// on is finished by its next writer. Clear always runs under the fault
+// guard.
+func (m *Map[K, V]) Clear() (err error) {
+	if err := m.check("clear"); err != nil {
+		return err
 	}
+	defer m.fg.Guard(&err, "clear", faultguard.Enable())
 	for sh := range m.shards {
 		if err := m.lock(sh); err != nil {
 			return m.wrap("clear", err)

@@ -20,6 +20,7 @@ type mapSettings struct {
 	seedSet     bool
 	shards      int
 	shardsSet   bool
+	faultGuard  bool
 }
 
 // own returns the map's settings in c (set up by buildConfig).
@@ -50,6 +51,20 @@ func WithShards(n int) Option {
 		s := own(c)
 		s.shards, s.shardsSet = n, true
 	})
+}
+
+// WithFaultGuard runs every call of the handle under the fault guard, the
+// per-key ones (Get, Load, Put, Delete, LoadAndDelete, Update,
+// CompareAndSwap, CompareAndDelete, LoadOrStore) included: a posix: or
+// file: segment truncated by another process then gives an error wrapping
+// ErrCorrupt and ErrTruncated from whichever call touches a lost page
+// (Get: zero, false), never SIGBUS. It costs a few ns per call (see
+// BenchmarkFaultGuard); without it only the slow paths are guarded (lock
+// waits, locked reads, repairs, All, Clear, Len, Stats, Check, Inspect).
+// Segments that cannot shrink (memfd, which is sealed, and SysV) do not
+// need it.
+func WithFaultGuard() Option {
+	return options.New("shmmap", "WithFaultGuard", func(c *options.Config) { own(c).faultGuard = true })
 }
 
 // buildConfig applies the options of Create and Open. A wait policy

@@ -2,6 +2,8 @@ package shmmap
 
 import (
 	"sync/atomic"
+
+	"github.com/shmkit/shmkit/internal/faultguard"
 )
 
 const (
@@ -18,9 +20,12 @@ const (
 // writer for more than a few of its critical sections and never returns a
 // torn value; see Load for errors.
 func (m *Map[K, V]) Get(k K) (v V, ok bool) {
+	if m.guardAll {
+		defer m.guardRead(&v, &ok, nil, "get", faultguard.Enable())
+	}
 	// The first optimistic attempt, written out flat: this is the hot
 	// path of every reader, and calls and copies cost here.
-	if !m.closed.Load() {
+	if !m.closed.Load() && !m.fg.Faulted() {
 		var tag uint64
 		if m.h.short {
 			tag = m.h.hash8(keyWord(&k)) | 1
@@ -58,11 +63,15 @@ func (m *Map[K, V]) Get(k K) (v V, ok bool) {
 	return v, ok
 }
 
-// Load is Get that also reports errors: ErrClosed, or an error from the
-// lock fallback (ErrNotRecoverable, ErrCorrupt from a repair).
+// Load is Get that also reports errors: ErrClosed, an error from the
+// lock fallback (ErrNotRecoverable, ErrCorrupt from a repair), or
+// ErrTruncated (see WithFaultGuard).
 func (m *Map[K, V]) Load(k K) (v V, ok bool, err error) {
-	if m.closed.Load() {
-		return v, false, m.wrap("load", ErrClosed)
+	if err := m.check("load"); err != nil {
+		return v, false, err
+	}
+	if m.guardAll {
+		defer m.guardRead(&v, &ok, &err, "load", faultguard.Enable())
 	}
 	tag, sh := m.tagOf(&k)
 	ctl := m.ctl(sh)
@@ -117,16 +126,17 @@ func (m *Map[K, V]) probe(sh, tag uint64, k *K) (uint64, bool) {
 	return 0, false
 }
 
-func (m *Map[K, V]) loadLocked(sh, tag uint64, k *K) (V, bool, error) {
+// loadLocked is the locked read path, always under the fault guard.
+func (m *Map[K, V]) loadLocked(sh, tag uint64, k *K) (v V, ok bool, err error) {
+	defer m.guardRead(&v, &ok, &err, "load", faultguard.Enable())
 	m.lockedReads.Add(1)
-	var zero V
 	if err := m.lock(sh); err != nil {
-		return zero, false, err
+		return v, false, err
 	}
 	defer m.unlock(sh)
 	idx, found, err := m.find(sh, tag, k)
 	if err != nil || !found {
-		return zero, false, err
+		return v, false, err
 	}
 	return m.slots[idx].Val, true, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/shmkit/shmkit/internal/faultguard"
 	shsync "github.com/shmkit/shmkit/sync"
 )
 
@@ -39,17 +40,24 @@ func opName(op uint32) string {
 // by the kernel), repairs, and reports whether it did; a live writer's
 // shard is left alone. So a dead writer's last mutation becomes visible at
 // the next read of its shard, not only at the next write.
-func (m *Map[K, V]) settle(sh uint64) bool {
+//
+// It runs under the fault guard: after a fault it reports true (the
+// caller's next check of the handle returns the error).
+func (m *Map[K, V]) settle(sh uint64) (settled bool) {
 	if m.readOnly {
 		return false
 	}
+	settled = true // what a fault leaves
+	defer m.fg.Guard(nil, "load", faultguard.Enable())
 	ctl := m.ctl(sh)
 	got, err := ctl.Mu.TryLock()
 	if !got {
 		return false
 	}
 	if errors.Is(err, shsync.ErrOwnerDead) || ctl.RedoOp != opNone || ctl.Seq.Writing() {
-		_ = m.repair(sh)
+		if rerr := m.repair(sh); errors.Is(rerr, ErrTruncated) {
+			return true
+		}
 		if err != nil {
 			_ = ctl.Mu.MarkConsistent()
 		}
@@ -62,13 +70,15 @@ func (m *Map[K, V]) settle(sh uint64) bool {
 // recounts the shard and leaves its sequence count even. The caller holds
 // the lock. Every step is idempotent, so a repairer killed here is repaired
 // by the next locker.
-func (m *Map[K, V]) repair(sh uint64) error {
+//
+// It runs under the fault guard.
+func (m *Map[K, V]) repair(sh uint64) (err error) {
+	defer m.fg.Guard(&err, "repair", faultguard.Enable())
 	m.repairs.Add(1)
 	ctl := m.ctl(sh)
 	op := ctl.RedoOp
 	rel := uint64(ctl.RedoSlot)
 	base := sh * m.perShard
-	var err error
 	ctl.Seq.BeginWrite() // keeps an odd count (a writer died mid-write) odd
 	switch op {
 	case opNone:

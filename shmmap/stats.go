@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/layout"
 	shsync "github.com/shmkit/shmkit/sync"
 )
@@ -51,16 +52,24 @@ type ShardStats struct {
 }
 
 // Stats scans the map and returns its statistics.
-func (m *Map[K, V]) Stats() (Stats, error) {
-	if m.closed.Load() {
-		return Stats{}, m.wrap("stats", ErrClosed)
+//
+// It runs under the fault guard: a truncated segment gives ErrTruncated.
+func (m *Map[K, V]) Stats() (st Stats, err error) {
+	if err := m.check("stats"); err != nil {
+		return Stats{}, err
 	}
+	defer func(prev bool) {
+		if m.fg.Catch(recover(), &err, "stats") {
+			st = Stats{}
+		}
+		faultguard.Restore(prev)
+	}(faultguard.Enable())
 	t := table{
 		shardMem: m.shardMem, stride: m.stride,
 		slotMem: m.seg.Region(1), slotSize: uint64(slotSize[K, V]()),
 		shards: m.shards, perShard: m.perShard,
 	}
-	st := t.stats(m.capacity, int(m.limit), m.seed)
+	st = t.stats(m.capacity, int(m.limit), m.seed)
 	st.Repairs = m.repairs.Load()
 	st.LockedReads = m.lockedReads.Load()
 	return st, nil
@@ -70,9 +79,18 @@ func (m *Map[K, V]) Stats() (Stats, error) {
 // types, opened by a tool with layout.Open(spec, layout.Expect{Kind:
 // layout.KindMap}) (read-only is enough). It takes no lock and changes
 // nothing; Repairs and LockedReads, which count per handle, are zero.
-func Inspect(s *layout.Segment) (Stats, error) {
-	st, err := inspect(s)
-	return st, layout.WrapOp("shmmap", "inspect", s.Raw().Spec().String(), err)
+func Inspect(s *layout.Segment) (st Stats, err error) {
+	spec := s.Raw().Spec().String()
+	var fg faultguard.Latch
+	fg.Init("shmmap", spec, s.Raw().Bytes())
+	defer func(prev bool) {
+		if fg.Catch(recover(), &err, "inspect") {
+			st = Stats{}
+		}
+		faultguard.Restore(prev)
+	}(faultguard.Enable())
+	st, err = inspect(s)
+	return st, layout.WrapOp("shmmap", "inspect", spec, err)
 }
 
 func inspect(s *layout.Segment) (Stats, error) {
@@ -145,12 +163,18 @@ func (t *table) stats(capacity, limit int, seed uint64) Stats {
 // shard's count matches its live slots and its limit; the sequence count is
 // even and no redo record is pending. It returns nil or an error wrapping
 // ErrCorrupt that lists the first problems found.
-func (m *Map[K, V]) Check() error {
-	if m.closed.Load() {
-		return m.wrap("check", ErrClosed)
+//
+// It runs under the fault guard: a truncated segment gives ErrTruncated.
+func (m *Map[K, V]) Check() (err error) {
+	if err := m.check("check"); err != nil {
+		return err
 	}
+	defer m.fg.Guard(&err, "check", faultguard.Enable())
 	var errs []error
 	for sh := range m.shards {
+		if m.fg.Faulted() {
+			return m.fg.Err()
+		}
 		if err := m.lock(sh); err != nil {
 			errs = append(errs, err)
 			continue
@@ -160,6 +184,9 @@ func (m *Map[K, V]) Check() error {
 		if len(errs) > 8 {
 			break
 		}
+	}
+	if m.fg.Faulted() {
+		return m.fg.Err()
 	}
 	if len(errs) == 0 {
 		return nil

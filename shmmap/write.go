@@ -5,22 +5,26 @@ import (
 	"sync/atomic"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
+	"github.com/shmkit/shmkit/internal/faultguard"
 )
 
 // Put stores v for k. It returns ErrFull if k is new and its shard is at
 // its limit. If the calling process is killed during Put, the store either
 // happened completely or not at all (the next writer of the shard finishes
 // it if its redo record was published).
-func (m *Map[K, V]) Put(k K, v V) error {
-	if m.closed.Load() {
-		return m.wrap("put", ErrClosed)
+func (m *Map[K, V]) Put(k K, v V) (err error) {
+	if err := m.check("put"); err != nil {
+		return err
+	}
+	if m.guardAll {
+		defer m.fg.Guard(&err, "put", faultguard.Enable())
 	}
 	tag, sh := m.tagOf(&k)
 	m.touch(sh, tag)
 	if err := m.lock(sh); err != nil {
 		return m.wrap("put", err)
 	}
-	err := m.putLocked(sh, tag, &k, &v)
+	err = m.putLocked(sh, tag, &k, &v)
 	m.unlock(sh)
 	if err != nil {
 		return m.wrap("put", err)
@@ -170,8 +174,11 @@ func (m *Map[K, V]) LoadAndDelete(k K) (v V, loaded bool, err error) {
 }
 
 func (m *Map[K, V]) loadAndDelete(k K) (v V, loaded bool, err error) {
-	if m.closed.Load() {
-		return v, false, ErrClosed
+	if err := m.check("delete"); err != nil {
+		return v, false, err
+	}
+	if m.guardAll {
+		defer m.guardRead(&v, &loaded, &err, "delete", faultguard.Enable())
 	}
 	tag, sh := m.tagOf(&k)
 	m.touch(sh, tag)

@@ -1,5 +1,0 @@
-//go:build !race
-
-package shmmap_test
-
-const raceEnabled = false

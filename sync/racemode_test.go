@@ -1,0 +1,6 @@
+package sync_test
+
+import "github.com/shmkit/shmkit/internal/racemode"
+
+// raceEnabled: see internal/racemode.
+const raceEnabled = racemode.Enabled

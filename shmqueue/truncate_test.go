@@ -13,6 +13,7 @@ import (
 	"github.com/shmkit/shmkit/internal/racemode"
 	"github.com/shmkit/shmkit/internal/testproc"
 	"github.com/shmkit/shmkit/segment"
+	shmsync "github.com/shmkit/shmkit/sync"
 	"github.com/stretchr/testify/require"
 )
 
@@ -26,6 +27,22 @@ var truncator = testproc.Register("queue-truncator", func(a []string) error {
 	time.Sleep(d)
 	return os.Truncate(a[0], 0)
 })
+
+// removeSemSetAtCleanup removes a SysV queue's semaphore set by its id at
+// cleanup: once the segment is truncated, Remove(spec) can no longer read
+// the header that names the set.
+func removeSemSetAtCleanup(t *testing.T, q *Queue[uint64]) {
+	st, err := q.Stats()
+	require.NoError(t, err)
+	if st.Backend != BackendSysV {
+		return
+	}
+	t.Cleanup(func() {
+		if s, err := shmsync.OpenSemSetID(st.SemID); err == nil {
+			_ = s.Remove()
+		}
+	})
+}
 
 // truncatable returns a fresh spec of each shrinkable backend and the path
 // of the object behind it (removed, with any SysV set, at cleanup).
@@ -66,6 +83,7 @@ func TestTruncatedQueue(t *testing.T) {
 				spec, path := sp[0], sp[1]
 				q, err := Create[uint64](spec, 64, WithBackend(be), WithFaultGuard())
 				require.NoError(t, err)
+				removeSemSetAtCleanup(t, q)
 				p := truncator.Start(t, path, "20ms")
 				if racemode.Enabled {
 					// Under -race an atomic on the mapping runs in the detector's C
@@ -154,6 +172,7 @@ func TestTruncatedQueueDefault(t *testing.T) {
 				spec, path := sp[0], sp[1]
 				q, err := Create[uint64](spec, 64, WithBackend(be))
 				require.NoError(t, err)
+				removeSemSetAtCleanup(t, q)
 				q2, err := Open[uint64](spec)
 				require.NoError(t, err)
 				q3, err := Open[uint64](spec)

@@ -78,6 +78,17 @@ func initNewFile(sp Spec, f *os.File, size int, o options) (*Segment, error) {
 // do: populating a shared file mapping need not allocate blocks on a
 // filesystem with delayed allocation.
 func reserve(sp Spec, fd, size int) error {
+	// More than the filesystem has free fails at once, before anything is
+	// allocated: filling a tmpfs sized to the whole of RAM chunk by chunk
+	// until ENOSPC would first push the machine out of memory.
+	// (memfd's internal mount reports no size at all, Blocks 0: no limit
+	// to check there.)
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(fd, &fs); err == nil && fs.Bsize > 0 && fs.Blocks > 0 {
+		if free := fs.Bavail * uint64(fs.Bsize); uint64(size) > free {
+			return reserveErr(sp, size, fmt.Sprintf("%d bytes free", free), unix.ENOSPC)
+		}
+	}
 	const chunk = 16 << 20
 	for off := 0; off < size; {
 		n := min(chunk, size-off)

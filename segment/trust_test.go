@@ -518,3 +518,24 @@ func BenchmarkCreate64MiB(b *testing.B) {
 		})
 	}
 }
+
+// More than /dev/shm has free fails at once with ENOSPC, allocating
+// nothing: filling a tmpfs as large as RAM chunk by chunk until ENOSPC would
+// first push the machine out of memory (a 1<<40-item ring did, before).
+func TestCreateLargerThanFreeFailsAtOnce(t *testing.T) {
+	var fsBefore unix.Statfs_t
+	require.NoError(t, unix.Statfs("/dev/shm", &fsBefore))
+	if fsBefore.Blocks == 0 {
+		t.Skip("/dev/shm reports no size: nothing to exceed")
+	}
+	free := fsBefore.Bavail * uint64(fsBefore.Bsize)
+	spec := posixSpec()
+	t.Cleanup(func() { _ = segment.Remove(spec) })
+	start := time.Now()
+	_, err := segment.Create(spec, int(free+1<<30))
+	require.ErrorIs(t, err, syscall.ENOSPC)
+	require.ErrorContains(t, err, "out of space")
+	require.Less(t, time.Since(start), 5*time.Second, "it must not allocate first")
+	_, err = os.Stat("/dev/shm/" + strings.TrimPrefix(spec, "posix:/"))
+	require.ErrorIs(t, err, fs.ErrNotExist, "the half-made object is removed")
+}

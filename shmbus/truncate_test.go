@@ -3,53 +3,20 @@ package shmbus
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/shmkit/shmkit/internal/racemode"
-	"github.com/shmkit/shmkit/internal/testproc"
+	"github.com/shmkit/shmkit/internal/faultguard/faulttest"
+
 	"github.com/shmkit/shmkit/segment"
 	"github.com/stretchr/testify/require"
 )
 
-// truncator is a hostile peer with write access: it truncates the object
-// behind a segment (args[0], a path) to 0 bytes after args[1].
-var truncator = testproc.Register("bus-truncator", func(a []string) error {
-	d, err := time.ParseDuration(a[1])
-	if err != nil {
-		return err
-	}
-	time.Sleep(d)
-	return os.Truncate(a[0], 0)
-})
-
-// truncatable returns a fresh spec of each shrinkable backend and the path
-// of the object behind it.
-func truncatable(t *testing.T) map[string][2]string {
-	name := testproc.UniqueName("btrunc")
-	posix := "posix:/" + name
-	file := "file:" + filepath.Join(t.TempDir(), name)
-	t.Cleanup(func() { _ = segment.Remove(posix) })
-	return map[string][2]string{
-		"posix": {posix, "/dev/shm/" + name},
-		"file":  {file, strings.TrimPrefix(file, "file:")},
-	}
-}
-
-// requireTruncated checks err is the fault error: ErrCorrupt, the clear
-// message, package and spec named.
+// requireTruncated checks err is the fault guard's, for this package.
 func requireTruncated(t *testing.T, err error, spec string) {
 	t.Helper()
-	require.Error(t, err)
-	require.ErrorIs(t, err, ErrCorrupt)
-	require.ErrorIs(t, err, ErrTruncated)
-	require.ErrorContains(t, err, "segment truncated by another process")
-	require.True(t, strings.HasPrefix(err.Error(), "shmbus: "), err.Error())
-	require.ErrorContains(t, err, spec)
+	faulttest.RequireTruncated(t, err, "shmbus", spec)
 }
 
 // TestTruncatedBus: a child process truncates the segment to 0 while this
@@ -58,7 +25,7 @@ func requireTruncated(t *testing.T, err error, spec string) {
 // fault error, not SIGBUS; later calls return the same error; Close works.
 func TestTruncatedBus(t *testing.T) {
 	for _, o := range []Overflow{Block, Overwrite} {
-		for backend, sp := range truncatable(t) {
+		for backend, sp := range faulttest.Specs(t, segment.Remove) {
 			t.Run(o.String()+"/"+backend, func(t *testing.T) {
 				spec, path := sp[0], sp[1]
 				_ = segment.Remove(spec)
@@ -69,14 +36,7 @@ func TestTruncatedBus(t *testing.T) {
 					subs[i], err = b.Subscribe()
 					require.NoError(t, err)
 				}
-				p := truncator.Start(t, path, "20ms")
-				if racemode.Enabled {
-					// Under -race an atomic on the mapping runs in the detector's C
-					// code, where a fault landing mid-operation cannot become a panic
-					// (internal/racemode): let the truncation finish first. The plain
-					// run of these tests (.ci/run) lands it mid-loop.
-					require.NoError(t, p.Wait(time.Minute), p.Output())
-				}
+				p := faulttest.TruncateDuring(t, path)
 				var wg sync.WaitGroup
 				errs := make([]error, 3)
 				counts := make([]int, 3)
@@ -162,7 +122,7 @@ func TestTruncatedBus(t *testing.T) {
 // are: a Next blocked on an empty bus when the segment is truncated
 // returns the fault error, and so does Stats of another handle.
 func TestTruncatedBusDefault(t *testing.T) {
-	for backend, sp := range truncatable(t) {
+	for backend, sp := range faulttest.Specs(t, segment.Remove) {
 		t.Run(backend, func(t *testing.T) {
 			spec, path := sp[0], sp[1]
 			b, err := Create[msg](spec, 64)
@@ -188,8 +148,7 @@ func TestTruncatedBusDefault(t *testing.T) {
 				st, err := b2.Stats()
 				return err == nil && st.SubscriberWaiting
 			}, 10*time.Second, time.Millisecond)
-			p := truncator.Start(t, path, "0s")
-			require.NoError(t, p.Wait(time.Minute), p.Output())
+			faulttest.Truncate(t, path)
 
 			select {
 			case err = <-nextErr:

@@ -2,11 +2,10 @@ package shmmap_test
 
 import (
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/shmkit/shmkit/internal/faultguard/faulttest"
 
 	"github.com/shmkit/shmkit/internal/testproc"
 	"github.com/shmkit/shmkit/layout"
@@ -15,43 +14,10 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// mapTruncator is a hostile peer with write access: it truncates the
-// object behind a segment (args[0], a path) to 0 bytes after args[1].
-var mapTruncator = testproc.Register("map-truncator", func(a []string) error {
-	d, err := time.ParseDuration(a[1])
-	if err != nil {
-		return err
-	}
-	time.Sleep(d)
-	return os.Truncate(a[0], 0)
-})
-
-// truncatable returns a fresh spec of each shrinkable backend and the path
-// of the object behind it (removed at cleanup).
-func truncatable(t *testing.T) map[string][2]string {
-	name := testproc.UniqueName("mtrunc")
-	posix := "posix:/" + name
-	file := "file:" + filepath.Join(t.TempDir(), name)
-	t.Cleanup(func() {
-		_ = segment.Remove(posix)
-		_ = segment.Remove(file)
-	})
-	return map[string][2]string{
-		"posix": {posix, "/dev/shm/" + name},
-		"file":  {file, strings.TrimPrefix(file, "file:")},
-	}
-}
-
-// requireTruncated checks err is the fault error: ErrCorrupt, the clear
-// message, package and spec named.
+// requireTruncated checks err is the fault guard's, for this package.
 func requireTruncated(t *testing.T, err error, spec string) {
 	t.Helper()
-	require.Error(t, err)
-	require.ErrorIs(t, err, shmmap.ErrCorrupt)
-	require.ErrorIs(t, err, shmmap.ErrTruncated)
-	require.ErrorContains(t, err, "segment truncated by another process")
-	require.True(t, strings.HasPrefix(err.Error(), "shmmap: "), err.Error())
-	require.ErrorContains(t, err, spec)
+	faulttest.RequireTruncated(t, err, "shmmap", spec)
 }
 
 // requireOnlyClose checks that every call of m but Close returns first
@@ -93,22 +59,12 @@ func requireOnlyClose(t *testing.T, m *shmmap.Map[uint64, uint64], first error) 
 // ends with the fault error, not SIGBUS; later calls return the same error;
 // Close works.
 func TestTruncatedMap(t *testing.T) {
-	for name, sp := range truncatable(t) {
+	for name, sp := range faulttest.Specs(t, segment.Remove) {
 		t.Run(name, func(t *testing.T) {
 			spec, path := sp[0], sp[1]
 			m, err := shmmap.Create[uint64, uint64](spec, 4096, shmmap.WithFaultGuard())
 			require.NoError(t, err)
-			p := mapTruncator.Start(t, path, "20ms")
-			if raceEnabled {
-				// Under the race detector an atomic operation on the
-				// mapping runs in the detector's C code on the system
-				// stack, where a fault cannot become a panic: the
-				// runtime faults early on the goroutine's stack for an
-				// address already gone, but a truncation landing
-				// between that probe and the C call is fatal. So the
-				// loop starts only once the segment is truncated.
-				require.NoError(t, p.Wait(time.Minute), p.Output())
-			}
+			p := faulttest.TruncateDuring(t, path)
 			var loopErr error
 			n := 0
 			deadline := time.Now().Add(30 * time.Second)
@@ -142,7 +98,7 @@ func TestTruncatedMap(t *testing.T) {
 // not guarded, but Stats, Check, Len, All and Inspect are: each returns
 // (or records) the fault error on a handle of its own; Close works.
 func TestTruncatedMapDefault(t *testing.T) {
-	for name, sp := range truncatable(t) {
+	for name, sp := range faulttest.Specs(t, segment.Remove) {
 		t.Run(name, func(t *testing.T) {
 			spec, path := sp[0], sp[1]
 			m, err := shmmap.Create[uint64, uint64](spec, 4096)
@@ -156,8 +112,7 @@ func TestTruncatedMapDefault(t *testing.T) {
 				return h
 			}
 			check, length, all, insp := open(), open(), open(), open()
-			p := mapTruncator.Start(t, path, "0s")
-			require.NoError(t, p.Wait(time.Minute), p.Output())
+			faulttest.Truncate(t, path)
 
 			_, err = m.Stats()
 			requireTruncated(t, err, spec)
@@ -225,8 +180,7 @@ func TestTruncatedLockWait(t *testing.T) {
 		t.Fatalf("Put returned while the writer was stopped mid-write: %v", err)
 	case <-time.After(300 * time.Millisecond):
 	}
-	p := mapTruncator.Start(t, path, "0s")
-	require.NoError(t, p.Wait(time.Minute), p.Output())
+	faulttest.Truncate(t, path)
 	for _, c := range []chan error{loadErr, putErr} {
 		select {
 		case err = <-c:

@@ -3,30 +3,16 @@ package shmqueue
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/shmkit/shmkit/internal/racemode"
-	"github.com/shmkit/shmkit/internal/testproc"
+	"github.com/shmkit/shmkit/internal/faultguard/faulttest"
+
 	"github.com/shmkit/shmkit/segment"
 	shmsync "github.com/shmkit/shmkit/sync"
 	"github.com/stretchr/testify/require"
 )
-
-// truncator is a hostile peer with write access: it truncates the object
-// behind a segment (args[0], a path) to 0 bytes after args[1].
-var truncator = testproc.Register("queue-truncator", func(a []string) error {
-	d, err := time.ParseDuration(a[1])
-	if err != nil {
-		return err
-	}
-	time.Sleep(d)
-	return os.Truncate(a[0], 0)
-})
 
 // removeSemSetAtCleanup removes a SysV queue's semaphore set by its id at
 // cleanup: once the segment is truncated, Remove(spec) can no longer read
@@ -44,32 +30,10 @@ func removeSemSetAtCleanup(t *testing.T, q *Queue[uint64]) {
 	})
 }
 
-// truncatable returns a fresh spec of each shrinkable backend and the path
-// of the object behind it (removed, with any SysV set, at cleanup).
-func truncatable(t *testing.T) map[string][2]string {
-	name := testproc.UniqueName("qtrunc")
-	posix := "posix:/" + name
-	file := "file:" + filepath.Join(t.TempDir(), name)
-	t.Cleanup(func() {
-		_ = Remove(posix)
-		_ = Remove(file)
-	})
-	return map[string][2]string{
-		"posix": {posix, "/dev/shm/" + name},
-		"file":  {file, strings.TrimPrefix(file, "file:")},
-	}
-}
-
-// requireTruncated checks err is the fault error: ErrCorrupt, the clear
-// message, package and spec named.
+// requireTruncated checks err is the fault guard's, for this package.
 func requireTruncated(t *testing.T, err error, spec string) {
 	t.Helper()
-	require.Error(t, err)
-	require.ErrorIs(t, err, ErrCorrupt)
-	require.ErrorIs(t, err, ErrTruncated)
-	require.ErrorContains(t, err, "segment truncated by another process")
-	require.True(t, strings.HasPrefix(err.Error(), "shmqueue: "), err.Error())
-	require.ErrorContains(t, err, spec)
+	faulttest.RequireTruncated(t, err, "shmqueue", spec)
 }
 
 // TestTruncatedQueue: a child process truncates the segment to 0 while
@@ -78,20 +42,13 @@ func requireTruncated(t *testing.T, err error, spec string) {
 // error, not SIGBUS; later calls return the same error; Close works.
 func TestTruncatedQueue(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, be Backend) {
-		for name, sp := range truncatable(t) {
+		for name, sp := range faulttest.Specs(t, func(s string) error { return Remove(s) }) {
 			t.Run(name, func(t *testing.T) {
 				spec, path := sp[0], sp[1]
 				q, err := Create[uint64](spec, 64, WithBackend(be), WithFaultGuard())
 				require.NoError(t, err)
 				removeSemSetAtCleanup(t, q)
-				p := truncator.Start(t, path, "20ms")
-				if racemode.Enabled {
-					// Under -race an atomic on the mapping runs in the detector's C
-					// code, where a fault landing mid-operation cannot become a panic
-					// (internal/racemode): let the truncation finish first. The plain
-					// run of these tests (.ci/run) lands it mid-loop.
-					require.NoError(t, p.Wait(time.Minute), p.Output())
-				}
+				p := faulttest.TruncateDuring(t, path)
 				var wg sync.WaitGroup
 				var perr, cerr error
 				var pushed, popped int
@@ -167,7 +124,7 @@ func TestTruncatedQueue(t *testing.T) {
 // fault error, and so does Stats of another handle; Close works.
 func TestTruncatedQueueDefault(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, be Backend) {
-		for name, sp := range truncatable(t) {
+		for name, sp := range faulttest.Specs(t, func(s string) error { return Remove(s) }) {
 			t.Run(name, func(t *testing.T) {
 				spec, path := sp[0], sp[1]
 				q, err := Create[uint64](spec, 64, WithBackend(be))
@@ -190,8 +147,7 @@ func TestTruncatedQueueDefault(t *testing.T) {
 					popErr <- err
 				}()
 				require.Eventually(t, func() bool { return q.blocked(true) == 1 }, 10*time.Second, time.Millisecond)
-				p := truncator.Start(t, path, "0s")
-				require.NoError(t, p.Wait(time.Minute), p.Output())
+				faulttest.Truncate(t, path)
 
 				select {
 				case err = <-popErr:

@@ -3,53 +3,20 @@ package shmring
 import (
 	"context"
 	"errors"
-	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/shmkit/shmkit/internal/racemode"
-	"github.com/shmkit/shmkit/internal/testproc"
+	"github.com/shmkit/shmkit/internal/faultguard/faulttest"
+
 	"github.com/shmkit/shmkit/segment"
 	"github.com/stretchr/testify/require"
 )
 
-// truncator is a hostile peer with write access: it truncates the object
-// behind a segment (args[0], a path) to 0 bytes after args[1].
-var truncator = testproc.Register("ring-truncator", func(a []string) error {
-	d, err := time.ParseDuration(a[1])
-	if err != nil {
-		return err
-	}
-	time.Sleep(d)
-	return os.Truncate(a[0], 0)
-})
-
-// truncatable returns a fresh spec of each shrinkable backend and the path
-// of the object behind it.
-func truncatable(t *testing.T) map[string][2]string {
-	name := testproc.UniqueName("trunc")
-	posix := "posix:/" + name
-	file := "file:" + filepath.Join(t.TempDir(), name)
-	t.Cleanup(func() { _ = segment.Remove(posix) })
-	return map[string][2]string{
-		"posix": {posix, "/dev/shm/" + name},
-		"file":  {file, strings.TrimPrefix(file, "file:")},
-	}
-}
-
-// requireTruncated checks err is the fault error: ErrCorrupt, the clear
-// message, package and spec named.
+// requireTruncated checks err is the fault guard's, for this package.
 func requireTruncated(t *testing.T, err error, spec string) {
 	t.Helper()
-	require.Error(t, err)
-	require.ErrorIs(t, err, ErrCorrupt)
-	require.ErrorIs(t, err, ErrTruncated)
-	require.ErrorContains(t, err, "segment truncated by another process")
-	require.True(t, strings.HasPrefix(err.Error(), "shmring: "), err.Error())
-	require.ErrorContains(t, err, spec)
+	faulttest.RequireTruncated(t, err, "shmring", spec)
 }
 
 // TestTruncatedRing: a child process truncates the segment to 0 while this
@@ -57,19 +24,12 @@ func requireTruncated(t *testing.T, err error, spec string) {
 // consumer on two goroutines). Both loops end with the fault error, not
 // SIGBUS; later calls return the same error; Close works.
 func TestTruncatedRing(t *testing.T) {
-	for backend, sp := range truncatable(t) {
+	for backend, sp := range faulttest.Specs(t, segment.Remove) {
 		t.Run(backend, func(t *testing.T) {
 			spec, path := sp[0], sp[1]
 			r, err := Create[item64](spec, 64, WithFaultGuard())
 			require.NoError(t, err)
-			p := truncator.Start(t, path, "20ms")
-			if racemode.Enabled {
-				// Under -race an atomic on the mapping runs in the detector's C
-				// code, where a fault landing mid-operation cannot become a panic
-				// (internal/racemode): let the truncation finish first. The plain
-				// run of these tests (.ci/run) lands it mid-loop.
-				require.NoError(t, p.Wait(time.Minute), p.Output())
-			}
+			p := faulttest.TruncateDuring(t, path)
 			var wg sync.WaitGroup
 			var perr, cerr error
 			var pushed, popped int
@@ -129,19 +89,12 @@ func TestTruncatedRing(t *testing.T) {
 
 // TestTruncatedByteRing is TestTruncatedRing for the byte ring.
 func TestTruncatedByteRing(t *testing.T) {
-	for backend, sp := range truncatable(t) {
+	for backend, sp := range faulttest.Specs(t, segment.Remove) {
 		t.Run(backend, func(t *testing.T) {
 			spec, path := sp[0], sp[1]
 			r, err := CreateBytes(spec, 4096, WithFaultGuard())
 			require.NoError(t, err)
-			p := truncator.Start(t, path, "20ms")
-			if racemode.Enabled {
-				// Under -race an atomic on the mapping runs in the detector's C
-				// code, where a fault landing mid-operation cannot become a panic
-				// (internal/racemode): let the truncation finish first. The plain
-				// run of these tests (.ci/run) lands it mid-loop.
-				require.NoError(t, p.Wait(time.Minute), p.Output())
-			}
+			p := faulttest.TruncateDuring(t, path)
 			var wg sync.WaitGroup
 			var perr, cerr error
 			deadline := time.Now().Add(30 * time.Second)
@@ -198,7 +151,7 @@ func TestTruncatedByteRing(t *testing.T) {
 // Stats, Len, Inspect, PushBatch, PopBatch, blocking waits and Close
 // report it (or return 0) instead of faulting.
 func TestTruncatedDefaultHandle(t *testing.T) {
-	for backend, sp := range truncatable(t) {
+	for backend, sp := range faulttest.Specs(t, segment.Remove) {
 		t.Run(backend, func(t *testing.T) {
 			spec, path := sp[0], sp[1]
 			r, err := Create[item8](spec, 64)
@@ -207,8 +160,7 @@ func TestTruncatedDefaultHandle(t *testing.T) {
 			require.NoError(t, r.Push(context.Background(), item8{1}))
 			_, err = r.Pop(context.Background())
 			require.NoError(t, err)
-			p := truncator.Start(t, path, "0s")
-			require.NoError(t, p.Wait(time.Minute), p.Output())
+			faulttest.Truncate(t, path)
 
 			insp, err := Inspect(r.Segment())
 			requireTruncated(t, err, spec)
@@ -236,7 +188,7 @@ func TestTruncatedDefaultHandle(t *testing.T) {
 // truncation (nothing notifies a futex on a lost page), but its bounded
 // park re-checks the ring (parkRecheck), faults, and returns the error.
 func TestTruncatedWhileParked(t *testing.T) {
-	for backend, sp := range truncatable(t) {
+	for backend, sp := range faulttest.Specs(t, segment.Remove) {
 		t.Run(backend, func(t *testing.T) {
 			spec, path := sp[0], sp[1]
 			r, err := Create[item8](spec, 64)
@@ -248,8 +200,7 @@ func TestTruncatedWhileParked(t *testing.T) {
 				popped <- err
 			}()
 			time.Sleep(50 * time.Millisecond) // parked on the empty ring
-			p := truncator.Start(t, path, "0s")
-			require.NoError(t, p.Wait(time.Minute), p.Output())
+			faulttest.Truncate(t, path)
 			select {
 			case err := <-popped:
 				requireTruncated(t, err, spec)

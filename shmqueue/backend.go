@@ -41,6 +41,11 @@ type backend[T any] interface {
 	// pop pops at least one item into out (block), or what is there now
 	// (!block: ErrEmpty if nothing); ErrClosed once closed and drained.
 	pop(ctx context.Context, out []T, block bool) (int, error)
+	// pushOne and popOne are push and pop of one item. They exist so the
+	// per-item calls pass the item by value: a one-element slice handed
+	// through this interface escapes, an allocation per Push and Pop.
+	pushOne(ctx context.Context, v T, block bool) error
+	popOne(ctx context.Context, block bool) (T, error)
 	// closeWrites closes the queue for writes, for every process.
 	closeWrites() error
 	// length is a snapshot of the number of items.

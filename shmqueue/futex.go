@@ -334,3 +334,15 @@ func (q *futexQueue[T]) pop(ctx context.Context, out []T, block bool) (int, erro
 		}
 	}
 }
+
+func (q *futexQueue[T]) pushOne(ctx context.Context, v T, block bool) error {
+	one := [1]T{v}
+	_, err := q.push(ctx, one[:], block)
+	return err
+}
+
+func (q *futexQueue[T]) popOne(ctx context.Context, block bool) (T, error) {
+	var one [1]T
+	_, err := q.pop(ctx, one[:], block)
+	return one[0], err
+}

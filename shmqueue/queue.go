@@ -313,8 +313,7 @@ func (q *Queue[T]) Push(ctx context.Context, v T) (err error) {
 	if q.guardAll {
 		defer q.fg.Guard(&err, "push", faultguard.Enable())
 	}
-	one := [1]T{v}
-	_, err = q.b.push(ctx, one[:], true)
+	err = q.b.pushOne(ctx, v, true)
 	return q.wrap("push", err)
 }
 
@@ -331,8 +330,7 @@ func (q *Queue[T]) TryPush(v T) (err error) {
 	if q.guardAll {
 		defer q.fg.Guard(&err, "push", faultguard.Enable())
 	}
-	one := [1]T{v}
-	_, err = q.b.push(context.Background(), one[:], false)
+	err = q.b.pushOne(context.Background(), v, false)
 	return q.wrap("push", err)
 }
 
@@ -362,9 +360,8 @@ func (q *Queue[T]) Pop(ctx context.Context) (v T, err error) {
 	if q.guardAll {
 		defer q.fg.Guard(&err, "pop", faultguard.Enable())
 	}
-	var one [1]T
-	_, err = q.b.pop(ctx, one[:], true)
-	return one[0], q.wrap("pop", err)
+	v, err = q.b.popOne(ctx, true)
+	return v, q.wrap("pop", err)
 }
 
 // TryPop removes and returns the oldest item if there is one now;
@@ -380,9 +377,8 @@ func (q *Queue[T]) TryPop() (v T, err error) {
 	if q.guardAll {
 		defer q.fg.Guard(&err, "pop", faultguard.Enable())
 	}
-	var one [1]T
-	_, err = q.b.pop(context.Background(), one[:], false)
-	return one[0], q.wrap("pop", err)
+	v, err = q.b.popOne(context.Background(), false)
+	return v, q.wrap("pop", err)
 }
 
 // PopBatch blocks until at least one item is available, then removes up to

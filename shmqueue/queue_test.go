@@ -502,3 +502,32 @@ func TestErrorsAndDialect(t *testing.T) {
 	_, err := Create[uint64](newSpec(t), 2, ringOnly)
 	require.ErrorContains(t, err, "option shmring.WithSomething is for shmring, not shmqueue")
 }
+
+// The per-item calls allocate nothing (a one-element slice handed through
+// the backend interface used to escape: 2 allocations per Push and Pop).
+func TestPerItemNoAllocs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("allocation counts")
+	}
+	forEachBackend(t, func(t *testing.T, b Backend) {
+		q, _ := create[[8]uint64](t, 64, WithBackend(b))
+		ctx := context.Background()
+		var v [8]uint64
+		allocs := testing.AllocsPerRun(200, func() {
+			v[0]++
+			if err := q.Push(ctx, v); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := q.Pop(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := q.TryPush(v); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := q.TryPop(); err != nil {
+				t.Fatal(err)
+			}
+		})
+		require.Zero(t, allocs, "allocations per Push+Pop+TryPush+TryPop")
+	})
+}

@@ -275,3 +275,15 @@ func (q *sysvQueue[T]) waitSource() (*sync.Notifier, func() bool) {
 
 // detach: a SysV handle holds nothing in the segment.
 func (q *sysvQueue[T]) detach() {}
+
+func (q *sysvQueue[T]) pushOne(ctx context.Context, v T, block bool) error {
+	one := [1]T{v}
+	_, err := q.push(ctx, one[:], block)
+	return err
+}
+
+func (q *sysvQueue[T]) popOne(ctx context.Context, block bool) (T, error) {
+	var one [1]T
+	_, err := q.pop(ctx, one[:], block)
+	return one[0], err
+}

@@ -23,6 +23,8 @@ var (
 	ErrCapacity        = shmerr.ErrCapacity        // a capacity out of range
 	ErrLagged          = shmerr.ErrLagged          // a bus subscriber was lapped
 	ErrUntrusted       = shmerr.ErrUntrusted       // planted by another unprivileged user; matches fs.ErrPermission
+	ErrUsage           = shmerr.ErrUsage           // a call out of protocol order
+	ErrBadOption       = shmerr.ErrBadOption       // an invalid option, or one for another structure
 )
 
 // OpError is the one error shape of every structure package: package,

@@ -112,6 +112,7 @@ import (
 	"sync/atomic"
 
 	"github.com/shmkit/shmkit/internal/options"
+	"github.com/shmkit/shmkit/internal/shmerr"
 	"github.com/shmkit/shmkit/layout"
 )
 
@@ -149,7 +150,7 @@ func Create[T any](spec string, capacity int, opts ...Option) (*Bus[T], error) {
 		return nil, wrap(fmt.Errorf("%w: %s has size 0", ErrUnsupportedType, t))
 	}
 	if st.overflow != Block && st.overflow != Overwrite {
-		return nil, wrap(fmt.Errorf("%w: overflow policy %d", errBadOption, st.overflow))
+		return nil, wrap(fmt.Errorf("%w: overflow policy %d", shmerr.ErrBadOption, st.overflow))
 	}
 	if st.maxSubs < 1 || st.maxSubs > MaxSubscribers {
 		return nil, wrap(fmt.Errorf("%w: %d subscribers (must be in [1, %d])", ErrCapacity, st.maxSubs, MaxSubscribers))
@@ -191,8 +192,6 @@ func Create[T any](spec string, capacity int, opts ...Option) (*Bus[T], error) {
 	}
 	return b, nil
 }
-
-var errBadOption = fmt.Errorf("invalid option")
 
 func slotSizeOf[T any](o Overflow) uint64 {
 	if o == Overwrite {

@@ -2,7 +2,6 @@ package shmbus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	stdsync "sync"
 	"sync/atomic"
@@ -18,7 +17,7 @@ import (
 
 // ErrUsage reports a call out of protocol order: Release of more than was
 // peeked, Peek on an overwriting bus, and the like.
-var ErrUsage = errors.New("shmbus: invalid call")
+var ErrUsage = layout.ErrUsage
 
 // Holder describes the process named by an owner word.
 type Holder = owner.Holder

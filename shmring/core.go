@@ -21,7 +21,7 @@ var ErrTooLarge = errors.New("shmring: record larger than the ring allows")
 
 // ErrUsage reports a call out of protocol order: Publish/Commit of more than
 // was claimed, Advance past what was peeked, and the like.
-var ErrUsage = errors.New("shmring: invalid call")
+var ErrUsage = layout.ErrUsage
 
 // core is the part of a ring handle that does not depend on the element
 // type: control block, cursors and their caches, roles and waiting.

@@ -86,10 +86,8 @@ func Build(pkg string, own any, opts []Option) (Config, error) {
 
 // BuildError wraps a Build error as the structure's OpError.
 func BuildError(pkg, op, spec string, err error) error {
-	return shmerr.WrapOp(pkg, op, spec, fmt.Errorf("%w: %w", errBadOption, err))
+	return shmerr.WrapOp(pkg, op, spec, fmt.Errorf("%w: %w", shmerr.ErrBadOption, err))
 }
-
-var errBadOption = fmt.Errorf("invalid option")
 
 // WithMode sets the permission bits of a created segment (default 0600;
 // the umask does not apply).

@@ -61,6 +61,12 @@ var (
 	// ErrLagged: an overwriting bus lapped this subscriber; see
 	// shmbus.LaggedError for how many messages it missed.
 	ErrLagged = errors.New("shmkit: subscriber lagged")
+	// ErrUsage: a call out of protocol order (Publish of more than was
+	// claimed, Advance past what was peeked, a zero-copy call a mode does
+	// not offer).
+	ErrUsage = errors.New("shmkit: invalid call")
+	// ErrBadOption: an option that is invalid or is for another structure.
+	ErrBadOption = errors.New("shmkit: invalid option")
 	// ErrUntrusted: the segment is owned by another unprivileged user who
 	// could have planted it, and no trust option names that owner. It
 	// matches fs.ErrPermission too.

@@ -43,7 +43,15 @@ const parkedBit = 1 << 31
 // Waiting reports whether some goroutine (in any process) may be parked.
 // It is a hint for diagnostics: a waiter killed while parked keeps it true
 // until the next Notify.
-func (n *Notifier) Waiting() bool { return atomic.LoadUint32(&n.word)&parkedBit != 0 }
+//
+// It is also the notifier's half of the handshake: a caller that publishes
+// state with an atomic store and then asks Waiting (or calls Notify) is
+// ordered store-before-load, so either it sees the bit or the waiter sees
+// its state.
+func (n *Notifier) Waiting() bool {
+	dekkerFence()
+	return atomic.LoadUint32(&n.word)&parkedBit != 0
+}
 
 // Wait returns nil once ready() reports true, or ctx.Err() once ctx is done.
 // ready must read the shared state with sync/atomic loads and have no side
@@ -97,6 +105,7 @@ func (n *Notifier) arm() (w uint32, ok bool) {
 // after publishing the state the waiters check. Without parked waiters it
 // is one atomic load: no store, no system call.
 func (n *Notifier) Notify() {
+	dekkerFence()
 	w := atomic.LoadUint32(&n.word)
 	if w&parkedBit == 0 {
 		return

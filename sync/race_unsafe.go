@@ -5,6 +5,7 @@ package sync
 import (
 	"runtime"
 	stdsync "sync"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -25,3 +26,16 @@ func raceShadow(p *uint32) unsafe.Pointer {
 
 func raceAcquire(p *uint32) { runtime.RaceAcquire(raceShadow(p)) }
 func raceRelease(p *uint32) { runtime.RaceReleaseMerge(raceShadow(p)) }
+
+// dekkerFence orders the caller's earlier atomic store before its next
+// atomic load (see Notifier). Under -race, sync/atomic goes through the
+// race runtime, whose stores are release-only (a plain MOV on amd64): a
+// later load may pass them, which breaks the Dekker handshake between a
+// waiter and a notifier and loses a wake (seen: two goroutines parked on
+// each other's notifier for ever). An atomic read-modify-write is a full
+// barrier on every architecture the runtime supports; on a private word it
+// costs no sharing.
+func dekkerFence() {
+	var w uint32
+	atomic.AddUint32(&w, 0)
+}

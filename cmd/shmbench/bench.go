@@ -32,6 +32,10 @@ type bench struct {
 	size  int    // payload bytes (0: not a message row)
 	procs string // who runs: "1P/1C", "2 procs", "goroutines"
 	full  int    // operation count of a full run
+	// anchor names the row this one is set beside in "vs anchor" (the
+	// outside measure the tracker's goals are stated against: a Go map,
+	// the bare-word spin floor, SysV msgq), or is empty.
+	anchor string
 	// run performs n operations and reports how long they took.
 	run func(cfg runConfig, n int) (outcome, error)
 }
@@ -75,6 +79,12 @@ type Row struct {
 	VsPipe float64 `json:"vs_pipe,omitempty"`
 	// PipeRef names the row VsPipe compares with.
 	PipeRef string `json:"pipe_ref,omitempty"`
+	// Anchor names the row of the same run this one is measured against
+	// (see bench.anchor), and VsAnchor is how many times better than it
+	// this row is, computed like VsPipe (rate ratio, or anchor p50 RTT /
+	// this p50 RTT): 0.5 is half the anchor's rate or twice its RTT.
+	Anchor   string  `json:"anchor,omitempty"`
+	VsAnchor float64 `json:"vs_anchor,omitempty"`
 	// Bus rows: subscriber processes, each one's msgs/s (PerSec is the
 	// slowest's), the fraction of messages they received (below 1 only on
 	// an Overwrite bus), publish→receive latency, and the ratios to the
@@ -207,7 +217,7 @@ func run(cfg runConfig, benches []*bench, prog *progress) Report {
 const rowBudget = 2 * time.Second
 
 func measure(cfg runConfig, b *bench) Row {
-	row := Row{Name: b.name, Group: b.group, Mechanism: b.mech, Size: b.size, Procs: b.procs}
+	row := Row{Name: b.name, Group: b.group, Mechanism: b.mech, Size: b.size, Procs: b.procs, Anchor: b.anchor}
 	n := cfg.count(b.full)
 	if !cfg.quick {
 		// Pilot run (discarded; it also warms up): shrink n if the row
@@ -337,23 +347,41 @@ func addRatios(rows []Row) {
 				r.VsRingOneWay = r.PubRecv.P50 / (p.RTT.P50 / 2)
 			}
 		}
-		ref := byName[pipeRef(*r)]
-		if ref == nil || r.Error != "" || r.Skipped || ref.Error != "" || ref.Skipped || r.PerSec == 0 {
-			continue
-		}
-		r.PipeRef = ref.Name
-		if r.Group == groupPingPong {
-			if r.RTT != nil && ref.RTT != nil && r.RTT.P50 > 0 && ref.RTT.P50 > 0 {
-				r.VsPipe = ref.RTT.P50 / r.RTT.P50
-			} else if r.RTT != nil && ref.RTT != nil && r.RTT.Mean > 0 {
-				r.VsPipe = ref.RTT.Mean / r.RTT.Mean
+		if ref := byName[pipeRef(*r)]; ref != nil {
+			if x := better(r, ref); x > 0 {
+				r.PipeRef, r.VsPipe = ref.Name, x
 			}
-			continue
 		}
-		if ref.PerSec > 0 {
-			r.VsPipe = r.PerSec / ref.PerSec
+		if ref := byName[r.Anchor]; ref != nil {
+			r.VsAnchor = better(r, ref)
 		}
 	}
+}
+
+// better is how many times better r is than ref (0 if either has no
+// result): the rate ratio, or for ping-pong rows ref's p50 RTT over r's
+// (the best-1k figures where ref has no percentiles, else the means).
+func better(r, ref *Row) float64 {
+	if r.Error != "" || r.Skipped || ref.Error != "" || ref.Skipped || r.PerSec == 0 {
+		return 0
+	}
+	if r.Group == groupPingPong {
+		switch {
+		case r.RTT != nil && ref.RTT != nil && r.RTT.P50 > 0 && ref.RTT.P50 > 0:
+			return ref.RTT.P50 / r.RTT.P50
+		case r.RTT != nil && ref.RTT != nil && r.RTT.Best > 0 && ref.RTT.Best > 0:
+			// ref has no percentiles (internal/baseline's word ping-pong):
+			// compare the best 1k, each side's cost when it had a CPU.
+			return ref.RTT.Best / r.RTT.Best
+		case r.RTT != nil && ref.RTT != nil && r.RTT.Mean > 0:
+			return ref.RTT.Mean / r.RTT.Mean
+		}
+		return 0
+	}
+	if ref.PerSec > 0 {
+		return r.PerSec / ref.PerSec
+	}
+	return 0
 }
 
 // ---- cleanup of named objects ----

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	"github.com/shmkit/shmkit/internal/baseline"
 )
@@ -34,9 +35,13 @@ func allBenches() []*bench {
 		tput("POSIX message queue", "posix-mq", "2 procs", pick(300_000, 200_000), endpointThroughput("posix-mq", size))
 		tput("Go channel (in-process bound)", "chan", "goroutines", pick(10_000_000, 2_000_000), chanThroughputFor(size))
 		tput("shmkit Ring Push/Pop", "ring", "2 procs", pick(10_000_000, 2_000_000), ringThroughput(size, "item"))
+		bs[len(bs)-1].anchor = fmt.Sprintf("throughput/chan/%dB", size)
 		tput("shmkit Ring Claim/Publish, Peek/Advance (zero-copy)", "ring-batch", "2 procs", pick(20_000_000, 4_000_000), ringThroughput(size, "batch"))
 		tput("shmkit ByteRing Write/ReadInto", "bytering", "2 procs", pick(5_000_000, 2_000_000), byteRingThroughput(size))
 	}
+	add(&bench{name: "throughput/queue-futex-natural/8B", group: groupThroughput,
+		mech: "shmkit Queue (futex) Push per item in a child, Pop per item in this process", size: 8, procs: "1P/parent",
+		full: 5_000_000, run: queueNatural("futex"), anchor: "throughput/msgq/8B"})
 	for _, backend := range []string{"futex", "sysv"} {
 		full := 5_000_000
 		if backend == "sysv" {
@@ -51,7 +56,11 @@ func allBenches() []*bench {
 	}
 
 	pp := func(key, mech, procs string, full int, run func(runConfig, int) (outcome, error)) {
-		add(&bench{name: "pingpong/" + key, group: groupPingPong, mech: mech, size: 8, procs: procs, full: full, run: run})
+		b := &bench{name: "pingpong/" + key, group: groupPingPong, mech: mech, size: 8, procs: procs, full: full, run: run}
+		if strings.HasPrefix(key, "ring-") {
+			b.anchor = "pingpong/spin-word" // the floor: one bare shared word
+		}
+		add(b)
 	}
 	pp("pipe", "pipe pair", "2 procs", 100_000, endpointPingPong("pipe"))
 	pp("unix", "Unix socketpair", "2 procs", 100_000, endpointPingPong("unix"))
@@ -79,16 +88,25 @@ func allBenches() []*bench {
 		what := map[string]string{"get": "Get", "put": "Put (overwrite)", "mixed": "90% Get / 10% Put"}[op]
 		for _, procs := range []int{1, 2} {
 			add(&bench{name: fmt.Sprintf("map/%s/%dproc", op, procs), group: groupMap,
-				mech: "shmkit Map " + what, procs: plural(procs, "proc"), full: full, run: mapBench(op, procs)})
+				mech: "shmkit Map " + what, procs: plural(procs, "proc"), full: full, run: mapBench(op, procs, mapKeys)})
 		}
+	}
+	for _, op := range []string{"get", "put"} {
+		what := map[string]string{"get": "Get", "put": "Put (overwrite)"}[op]
+		add(&bench{name: "map/" + op + "-1M/1proc", group: groupMap, mech: "shmkit Map " + what + ", 1 Mi keys, random",
+			procs: "1 proc", full: 5_000_000, run: mapBench(op, 1, mapKeysLarge), anchor: "map/go-map-" + op + "-1M/1goroutine"})
+		add(&bench{name: "map/go-map-" + op + "-1M/1goroutine", group: groupMap, mech: "Go map " + what + ", 1 Mi keys, random (in-process anchor)",
+			procs: "1 goroutine", full: 5_000_000, run: goMapOps(op, mapKeysLarge)})
 	}
 	add(&bench{name: "map/go-rwmutex-mixed/2goroutines", group: groupMap, mech: "Go map + RWMutex, 90/10 (in-process bound)",
 		procs: "2 goroutines", full: 5_000_000, run: goMapMixed(2)})
 
-	add(&bench{name: "mutex/robust/1proc", group: groupMutex, mech: "shmkit sync.Mutex, uncontended", procs: "1 proc", full: 20_000_000, run: lockBench("robust", 1)})
+	add(&bench{name: "mutex/robust/1proc", group: groupMutex, mech: "shmkit sync.Mutex, uncontended", procs: "1 proc", full: 20_000_000, run: lockBench("robust", 1),
+		anchor: "mutex/go/1goroutine"})
 	add(&bench{name: "mutex/robust/2proc", group: groupMutex, mech: "shmkit sync.Mutex, contended handoff", procs: "2 procs", full: 5_000_000, run: lockBench("robust", 2)})
 	add(&bench{name: "mutex/sysv-sem/1proc", group: groupMutex, mech: "SysV semaphore lock (SEM_UNDO), uncontended", procs: "1 proc", full: 1_000_000, run: lockBench("sysv", 1)})
 	add(&bench{name: "mutex/sysv-sem/2proc", group: groupMutex, mech: "SysV semaphore lock (SEM_UNDO), contended", procs: "2 procs", full: 1_000_000, run: lockBench("sysv", 2)})
+	add(&bench{name: "mutex/go/1goroutine", group: groupMutex, mech: "Go sync.Mutex, uncontended (in-process anchor)", procs: "1 goroutine", full: 20_000_000, run: goMutex(1)})
 	add(&bench{name: "mutex/go/2goroutines", group: groupMutex, mech: "Go sync.Mutex (in-process bound)", procs: "2 goroutines", full: 20_000_000, run: goMutex(2)})
 	return bs
 }

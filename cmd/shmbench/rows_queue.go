@@ -174,3 +174,74 @@ func queuePingPong(backend string) func(runConfig, int) (outcome, error) {
 		return timePingPong(t, n, ping, pong)
 	}
 }
+
+// ---- Queue, natural use: one producer child, the consumer is the parent ----
+
+// args: spec n
+var _ = registerPeer("shmbench-queue-natural", func(m member, a []string) error {
+	q, err := shmqueue.Open[item8](a[0])
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	if err := m.ready(); err != nil {
+		return err
+	}
+	ctx := context.Background()
+	n := uint64(atoi(a[1]))
+	for i := range n {
+		if err := q.Push(ctx, item8{Seq: i}); err != nil {
+			return err
+		}
+	}
+	return m.report(tagProduced, n)
+})
+
+// queueNatural is the queue as most users first write it: a worker
+// process pushes 8-byte items one Push at a time and this process pops
+// them one Pop at a time, checking each. The time runs from the start
+// signal to the last item popped.
+func queueNatural(backend string) func(runConfig, int) (outcome, error) {
+	return func(cfg runConfig, n int) (outcome, error) {
+		spec := "posix:/" + uniqueName("queue-nat")
+		q, err := shmqueue.Create[item8](spec, queueCap, shmqueue.WithBackend(backends[backend]), shmqueue.WithPopulate())
+		if err != nil {
+			return outcome{}, err
+		}
+		rm := onCleanup(func() { _ = shmqueue.Remove(spec); _ = segment.Remove(spec) })
+		defer rm()
+		defer q.Close()
+		if _, err := q.TryPop(); !errors.Is(err, shmqueue.ErrEmpty) { // attach the consumer before the clock
+			return outcome{}, fmt.Errorf("empty queue: TryPop: %v", err)
+		}
+		t, err := startTeam(cfg, "shmbench-queue-natural", nil, []string{spec, itoa(n)})
+		if err != nil {
+			return outcome{}, err
+		}
+		if err := t.ready(); err != nil {
+			return outcome{}, t.fail(err)
+		}
+		ctx := context.Background()
+		start := time.Now()
+		if err := t.start(); err != nil {
+			return outcome{}, t.fail(err)
+		}
+		for i := range uint64(n) {
+			v, err := q.Pop(ctx)
+			if err != nil {
+				return outcome{}, t.fail(err)
+			}
+			if v.Seq != i {
+				return outcome{}, t.fail(fmt.Errorf("popped item %d, want %d", v.Seq, i))
+			}
+		}
+		elapsed := time.Since(start)
+		if _, err := t.expect(tagProduced, 1); err != nil {
+			return outcome{}, t.fail(err)
+		}
+		if err := t.wait(); err != nil {
+			return outcome{}, err
+		}
+		return outcome{elapsed: elapsed}, nil
+	}
+}

@@ -26,21 +26,21 @@ var sections = []section{
 	{
 		title:  "Throughput: one process sends, the other receives (queues: P producers, C consumers)",
 		group:  groupThroughput,
-		header: []string{"row", "mechanism", "procs", "msgs/s", "MB/s", "CPU ns/msg", "vs pipe"},
+		header: []string{"row", "mechanism", "procs", "msgs/s", "MB/s", "CPU ns/msg", "vs pipe", "vs anchor"},
 		cells: func(r Row) []string {
-			return []string{r.Name, r.Mechanism, r.Procs, rate(r.PerSec), mb(r.MBPerSec), ns(r.CPUPerOpNs), ratio(r.VsPipe)}
+			return []string{r.Name, r.Mechanism, r.Procs, rate(r.PerSec), mb(r.MBPerSec), ns(r.CPUPerOpNs), ratio(r.VsPipe), vsAnchor(r)}
 		},
 	},
 	{
 		title:  "Ping-pong: one 8-byte message there and back (RTT)",
 		group:  groupPingPong,
-		header: []string{"row", "mechanism", "p50", "p99", "p99.9", "mean", "best 1k", "CPU/RTT", "vs pipe"},
+		header: []string{"row", "mechanism", "p50", "p99", "p99.9", "mean", "best 1k", "CPU/RTT", "vs pipe", "vs anchor"},
 		cells: func(r Row) []string {
 			l := r.RTT
 			if l == nil {
 				l = &Latency{}
 			}
-			return []string{r.Name, r.Mechanism, ns(l.P50), ns(l.P99), ns(l.P999), ns(l.Mean), ns(l.Best), ns(r.CPUPerOpNs), ratio(r.VsPipe)}
+			return []string{r.Name, r.Mechanism, ns(l.P50), ns(l.P99), ns(l.P999), ns(l.Mean), ns(l.Best), ns(r.CPUPerOpNs), ratio(r.VsPipe), vsAnchor(r)}
 		},
 	},
 	{
@@ -61,19 +61,29 @@ var sections = []section{
 	{
 		title:  "Map: 8-byte keys, 64-byte values, random keys",
 		group:  groupMap,
-		header: []string{"row", "mechanism", "procs", "ops/s", "CPU ns/op", "vs pipe 8B"},
+		header: []string{"row", "mechanism", "procs", "ops/s", "CPU ns/op", "vs pipe 8B", "vs anchor"},
 		cells: func(r Row) []string {
-			return []string{r.Name, r.Mechanism, r.Procs, rate(r.PerSec), ns(r.CPUPerOpNs), ratio(r.VsPipe)}
+			return []string{r.Name, r.Mechanism, r.Procs, rate(r.PerSec), ns(r.CPUPerOpNs), ratio(r.VsPipe), vsAnchor(r)}
 		},
 	},
 	{
 		title:  "Mutex: lock, increment a shared counter, unlock",
 		group:  groupMutex,
-		header: []string{"row", "mechanism", "procs", "ops/s", "CPU ns/op", "vs pipe 8B"},
+		header: []string{"row", "mechanism", "procs", "ops/s", "CPU ns/op", "vs pipe 8B", "vs anchor"},
 		cells: func(r Row) []string {
-			return []string{r.Name, r.Mechanism, r.Procs, rate(r.PerSec), ns(r.CPUPerOpNs), ratio(r.VsPipe)}
+			return []string{r.Name, r.Mechanism, r.Procs, rate(r.PerSec), ns(r.CPUPerOpNs), ratio(r.VsPipe), vsAnchor(r)}
 		},
 	},
+}
+
+// vsAnchor is the "vs anchor" cell: the ratio and the anchor row's name
+// without its group ("0.71× go-map-get-1M/1goroutine").
+func vsAnchor(r Row) string {
+	if r.Anchor == "" || r.VsAnchor == 0 {
+		return "-"
+	}
+	_, short, _ := strings.Cut(r.Anchor, "/")
+	return ratio(r.VsAnchor) + " " + short
 }
 
 // rowCells is the section's cells for r, or a skip/error line.

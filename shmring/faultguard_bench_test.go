@@ -35,9 +35,11 @@ func BenchmarkFaultGuard(b *testing.B) {
 	msg := make([]byte, 16)
 	b.Run("PushPop/do", func(b *testing.B) {
 		r := ring(b)
+		var v uint64
 		for i := range b.N {
-			_ = r.doPush(ctx, uint64(i))
-			_, _ = r.doPop(ctx)
+			v = uint64(i)
+			_ = r.doPush(ctx, &v)
+			_ = r.doPop(ctx, &v)
 		}
 	})
 	b.Run("PushPop/default", func(b *testing.B) {
@@ -56,9 +58,11 @@ func BenchmarkFaultGuard(b *testing.B) {
 	})
 	b.Run("TryPushPop/do", func(b *testing.B) {
 		r := ring(b)
+		var v uint64
 		for i := range b.N {
-			r.doTryPush(uint64(i))
-			r.doTryPop()
+			v = uint64(i)
+			r.doTryPush(&v)
+			r.doTryPop(&v)
 		}
 	})
 	b.Run("TryPushPop/default", func(b *testing.B) {

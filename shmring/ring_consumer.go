@@ -16,70 +16,75 @@ import (
 // first use. A pending Peek is dropped. The item is released before Pop
 // returns: a consumer killed after Pop returns loses that item (use Peek and
 // Advance for at-least-once delivery).
-func (r *Ring[T]) Pop(ctx context.Context) (T, error) {
+func (r *Ring[T]) Pop(ctx context.Context) (v T, err error) {
+	// Small enough to inline; the item is copied from the slot straight
+	// into v (returning it by value through each call level cost a copy
+	// per level, which a large T feels).
 	if r.guardAll {
-		return r.guardedPop(ctx)
+		err = r.guardedPop(ctx, &v)
+	} else {
+		err = r.doPop(ctx, &v)
 	}
-	return r.doPop(ctx)
+	return v, err
 }
 
-func (r *Ring[T]) guardedPop(ctx context.Context) (v T, err error) {
+func (r *Ring[T]) guardedPop(ctx context.Context, v *T) (err error) {
 	defer r.guardC(&err, "pop", faultguard.Enable())
-	return r.doPop(ctx)
+	return r.doPop(ctx, v)
 }
 
-func (r *Ring[T]) doPop(ctx context.Context) (T, error) {
-	var v T
+func (r *Ring[T]) doPop(ctx context.Context, v *T) error {
 	if r.cstate != roleHeld {
 		if err := r.claimConsumer(); err != nil {
-			return v, err
+			return err
 		}
 	}
 	h := r.head
 	if h == r.tailCache {
 		if err := r.waitData(ctx, h); err != nil {
-			return v, err
+			return err
 		}
 	}
-	v = r.slots[h&r.mask]
+	*v = r.slots[h&r.mask]
 	r.peeked = 0
 	r.releaseHead(h + 1)
-	return v, nil
+	return nil
 }
 
 // TryPop removes and returns the oldest item if there is one. It reports
 // false when the ring is empty, and also when the consumer role cannot be
 // claimed, the ring is closed, or the cursors are corrupt (Pop reports
 // which).
-func (r *Ring[T]) TryPop() (T, bool) {
+func (r *Ring[T]) TryPop() (v T, ok bool) {
 	if r.guardAll {
-		return r.guardedTryPop()
+		ok = r.guardedTryPop(&v)
+	} else {
+		ok = r.doTryPop(&v)
 	}
-	return r.doTryPop()
+	return v, ok
 }
 
-func (r *Ring[T]) guardedTryPop() (v T, ok bool) {
+func (r *Ring[T]) guardedTryPop(v *T) (ok bool) {
 	defer r.guardC(nil, "pop", faultguard.Enable())
-	return r.doTryPop()
+	return r.doTryPop(v)
 }
 
-func (r *Ring[T]) doTryPop() (T, bool) {
-	var v T
+func (r *Ring[T]) doTryPop(v *T) bool {
 	if r.cstate != roleHeld {
 		if r.claimConsumer() != nil {
-			return v, false
+			return false
 		}
 	}
 	h := r.head
 	if h == r.tailCache {
 		if ok, err := r.refreshTailGuarded(h); !ok || err != nil {
-			return v, false
+			return false
 		}
 	}
-	v = r.slots[h&r.mask]
+	*v = r.slots[h&r.mask]
 	r.peeked = 0
 	r.releaseHead(h + 1)
-	return v, true
+	return true
 }
 
 // Peek returns up to n of the oldest published items, contiguous in shared

@@ -15,18 +15,21 @@ import (
 // ctx is done. It claims the producer role on first use. A pending Claim is
 // dropped (its slots were not published).
 func (r *Ring[T]) Push(ctx context.Context, v T) error {
+	// Small enough to inline, and the rest takes v by pointer: a large T
+	// is copied once into the caller's argument and once into the slot
+	// (passing it on by value cost a copy per call level).
 	if r.guardAll {
-		return r.guardedPush(ctx, v)
+		return r.guardedPush(ctx, &v)
 	}
-	return r.doPush(ctx, v)
+	return r.doPush(ctx, &v)
 }
 
-func (r *Ring[T]) guardedPush(ctx context.Context, v T) (err error) {
+func (r *Ring[T]) guardedPush(ctx context.Context, v *T) (err error) {
 	defer r.guardP(&err, "push", faultguard.Enable())
 	return r.doPush(ctx, v)
 }
 
-func (r *Ring[T]) doPush(ctx context.Context, v T) error {
+func (r *Ring[T]) doPush(ctx context.Context, v *T) error {
 	if r.pstate != roleHeld {
 		if err := r.claimProducer(); err != nil {
 			return err
@@ -38,7 +41,7 @@ func (r *Ring[T]) doPush(ctx context.Context, v T) error {
 			return err
 		}
 	}
-	r.slots[t&r.mask] = v
+	r.slots[t&r.mask] = *v
 	r.claimed = 0
 	r.publishTail(t + 1)
 	return nil
@@ -50,17 +53,17 @@ func (r *Ring[T]) doPush(ctx context.Context, v T) error {
 // reports which).
 func (r *Ring[T]) TryPush(v T) bool {
 	if r.guardAll {
-		return r.guardedTryPush(v)
+		return r.guardedTryPush(&v)
 	}
-	return r.doTryPush(v)
+	return r.doTryPush(&v)
 }
 
-func (r *Ring[T]) guardedTryPush(v T) (ok bool) {
+func (r *Ring[T]) guardedTryPush(v *T) (ok bool) {
 	defer r.guardP(nil, "push", faultguard.Enable())
 	return r.doTryPush(v)
 }
 
-func (r *Ring[T]) doTryPush(v T) bool {
+func (r *Ring[T]) doTryPush(v *T) bool {
 	if r.pstate != roleHeld {
 		if r.claimProducer() != nil {
 			return false
@@ -72,7 +75,7 @@ func (r *Ring[T]) doTryPush(v T) bool {
 			return false
 		}
 	}
-	r.slots[t&r.mask] = v
+	r.slots[t&r.mask] = *v
 	r.claimed = 0
 	r.publishTail(t + 1)
 	return true

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shmkit/shmkit/internal/racemode"
 	shsync "github.com/shmkit/shmkit/sync"
 )
 
@@ -84,5 +85,32 @@ func TestNotifyWithoutWaiters(t *testing.T) {
 	}
 	if after := *(*[2]uint32)(unsafePointer(&s.Note)); after != before {
 		t.Fatalf("Notifier words changed %v -> %v without waiters", before, after)
+	}
+}
+
+// A wait that is not over at its first look goes through the wait loop and
+// its park step: none of it may allocate (a consumer that keeps up with its
+// producer waits once per item). Both Wait and WaitPoll, through the park
+// phase too.
+func TestNotifierWaitAllocs(t *testing.T) {
+	if racemode.Enabled {
+		t.Skip("the race detector allocates")
+	}
+	var n shsync.Notifier
+	ctx := context.Background()
+	looks := 0
+	ready := func() bool { looks++; return looks >= 2 } // the second look succeeds
+	poll := func() bool { return false }
+	// Called through method values, as a structure in another package
+	// calls them: not inlined into the test, where escape analysis could
+	// see more than it does there.
+	wait, waitPoll := n.Wait, n.WaitPoll
+	for _, p := range []shsync.WaitPolicy{shsync.SpinThenPark, shsync.ParkOnly} {
+		if a := testing.AllocsPerRun(200, func() { looks = 0; _ = wait(ctx, p, ready) }); a != 0 {
+			t.Errorf("Wait(%v): %v allocations per call, want 0", p, a)
+		}
+		if a := testing.AllocsPerRun(200, func() { looks = 0; _ = waitPoll(ctx, p, ready, time.Millisecond, poll) }); a != 0 {
+			t.Errorf("WaitPoll(%v): %v allocations per call, want 0", p, a)
+		}
 	}
 }

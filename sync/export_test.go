@@ -10,7 +10,13 @@ import (
 func FallbackSteals() uint64 { return fallbackSteals.Load() }
 
 // SetSharedListOnly forces every lock onto the shared robust list.
-func SetSharedListOnly(on bool) { sharedOnly.Store(on) }
+func SetSharedListOnly(on bool) {
+	v := uint32(0)
+	if on {
+		v = 1
+	}
+	atomic.StoreUint32(&sharedOnly, v)
+}
 
 // SharedListLen returns how many locks are on the shared robust list.
 func SharedListLen() int {

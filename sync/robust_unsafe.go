@@ -48,10 +48,12 @@ type keeperSlot struct {
 	// means the keeper is not running.
 	tid uint32
 	_   uint32
-	// owner is what Mutex.ownerTID and ownerPID hold, as one 64-bit word
-	// (see recordOwner), for a lock taken through this keeper.
+	// owner is what Mutex.ownerTID and ownerPID hold, as one 64-bit word,
+	// and start what ownerStart holds, for a lock taken through this
+	// keeper (see recordOwner): on the line the fast path reads anyway.
 	owner uint64
-	_     [128 - 40]byte
+	start uint64
+	_     [128 - 48]byte
 }
 
 var keepers struct {
@@ -75,8 +77,8 @@ var keepers struct {
 	mirror []*Mutex
 }
 
-// sharedOnly forces every lock onto the shared list (tests).
-var sharedOnly atomic.Bool
+// sharedOnly, when not 0, forces every lock onto the shared list (tests).
+var sharedOnly uint32
 
 func ensureKeepers() {
 	keepers.once.Do(func() {
@@ -120,6 +122,7 @@ func spawnLocked(i int) {
 	atomic.StoreUint32(&keepers.tidKeys[h], tid)
 	atomic.StoreUint32(&keepers.tidSlots[h], uint32(i)+1)
 	*(*[2]int32)(unsafe.Pointer(&k.owner)) = [2]int32{int32(tid), keepers.self.PID}
+	k.start = keepers.self.Start
 	atomic.StoreUint32(&k.tid, tid) // publish: the keeper is running
 }
 
@@ -169,20 +172,24 @@ func KeeperTIDs() (tids []int32, robust bool) {
 // With the P's keepers all busy, the lock goes on the shared list.
 
 // lock is Lock and LockContext. Its fast path is acquire's for a free
-// word, written out here because a call costs about as much as the rest:
-// it claims the P's first keeper and CASes the word while still pinned, so
-// that only m and ctx live across the two runtime calls.
+// word, written out here because a call costs about as much as the rest.
+//
+// Nothing in shared memory is touched while pinned: a fault there (a peer
+// truncating the segment) is a recoverable panic under
+// debug.SetPanicOnFault, but the runtime turns a panic with preemption
+// disabled into a fatal throw.
 func (m *Mutex) lock(ctx context.Context) error {
 	pid := uint(procPin())
-	if pid < maxPinnedP && !sharedOnly.Load() {
-		i := 1 + pid*slotsPerP
+	if pid < maxPinnedP && loadAcquire32(&sharedOnly) == 0 {
 		k := firstSlot(pid)
-		tid := loadAcquire32(&k.tid)
-		if loadAcquire64(&k.head.ListOpPending) == 0 && tid != 0 {
+		if loadAcquire64(&k.head.ListOpPending) == 0 && loadAcquire32(&k.tid) != 0 {
 			storeRelease(&k.head.ListOpPending, uint64(uintptr(unsafe.Pointer(m))))
-			if atomic.CompareAndSwapUint32(&m.word, 0, tid) {
-				m.took(k, i)
-				procUnpin()
+			procUnpin()
+			// Only pid lives across the call: k and its TID (set once,
+			// before the keeper is used) are recomputed, not spilled.
+			k = firstSlot(pid)
+			if atomic.CompareAndSwapUint32(&m.word, 0, loadAcquire32(&k.tid)) {
+				m.took(k, 1+pid*slotsPerP)
 				if crashpoint.Enabled {
 					crashpoint.Hit("sync.mutex-acquired-not-linked")
 				}
@@ -190,7 +197,6 @@ func (m *Mutex) lock(ctx context.Context) error {
 				return nil
 			}
 			storeRelease(&k.head.ListOpPending, 0)
-			procUnpin()
 			return m.lockSlow(ctx)
 		}
 	}
@@ -219,19 +225,19 @@ const slotSize = unsafe.Sizeof(keeperSlot{})
 // records. Then it records the owner.
 func (m *Mutex) took(k *keeperSlot, i uint) {
 	m.next = uint64(uintptr(i) * slotSize)
-	m.recordOwner(k.owner)
+	m.recordOwner(k.owner, k.start)
 }
 
 // recordOwner stores this process and keeper as the holder (owner is the
-// keeper's ownerTID and ownerPID as one word), writing only what differs
-// so that re-locking by the same process through the same keeper dirties
-// nothing extra.
-func (m *Mutex) recordOwner(owner uint64) {
+// keeper's ownerTID and ownerPID as one word, start this process's start
+// time), writing only what differs so that re-locking by the same process
+// through the same keeper dirties nothing extra.
+func (m *Mutex) recordOwner(owner, start uint64) {
 	p := (*uint64)(unsafe.Pointer(&m.ownerTID)) // ownerTID, ownerPID: 8-aligned (layout test)
 	if atomic.LoadUint64(p) != owner {
 		atomic.StoreUint64(p, owner)
 	}
-	if start := keepers.self.Start; atomic.LoadUint64(&m.ownerStart) != start {
+	if atomic.LoadUint64(&m.ownerStart) != start {
 		atomic.StoreUint64(&m.ownerStart, start)
 	}
 }
@@ -244,7 +250,7 @@ func (m *Mutex) acquire(old, bits uint32) bool {
 	var k *keeperSlot
 	var i uint
 	pid := procPin()
-	if uint(pid) < maxPinnedP && !sharedOnly.Load() {
+	if uint(pid) < maxPinnedP && atomic.LoadUint32(&sharedOnly) == 0 {
 		i = 1 + uint(pid)*slotsPerP
 		k = &keepers.slots[i]
 		if atomic.LoadUint64(&k.head.ListOpPending) == 0 && atomic.LoadUint32(&k.tid) != 0 {
@@ -275,7 +281,7 @@ func (m *Mutex) acquire(old, bits uint32) bool {
 // the current P, spawning keepers as needed, and returns it and its index;
 // or nil when m must go on the shared list.
 func (m *Mutex) claimSlow() (*keeperSlot, uint) {
-	if sharedOnly.Load() {
+	if atomic.LoadUint32(&sharedOnly) != 0 {
 		return nil, 0
 	}
 	// Each round either claims a slot, spawns one more keeper (at most
@@ -466,7 +472,7 @@ func (m *Mutex) acquireShared(old, bits uint32) bool {
 	keepers.mirror = append(keepers.mirror, m)
 	listUnlock()
 	raceAcquire(&m.word)
-	m.recordOwner(k.owner)
+	m.recordOwner(k.owner, k.start)
 	return true
 }
 

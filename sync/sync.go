@@ -50,8 +50,10 @@
 // belong to Ps (the runtime's processors): each P has up to 4, spawned on
 // demand. Lock pins the goroutine to its P (runtime.procPin, as sync.Pool
 // does), takes the first of that P's keepers whose pending slot is 0 with a
-// plain store, CASes the word, and unpins. No other goroutine runs on the P
-// meanwhile, so claimers of a slot are serialized; a slot returns to 0 only
+// plain store, and unpins before it CASes the word (a fault on shared
+// memory must not happen while pinned: the runtime makes a panic there
+// fatal). No other goroutine runs on the P meanwhile, so claimers of a
+// slot are serialized; a slot returns to 0 only
 // by its claimer (a failed CAS) or by the Unlock of the mutex it names,
 // from any P, and nobody else writes a claimed slot. Lock leaves the
 // keeper's position in the mutex's (otherwise unused) link field; Unlock

@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/shmkit/shmkit/internal/crashpoint"
 	"github.com/shmkit/shmkit/internal/futex"
 	"github.com/shmkit/shmkit/internal/proc"
 )
@@ -201,30 +200,6 @@ func (m *Mutex) lockSlow(ctx context.Context) error {
 		return err
 	}
 	return result
-}
-
-// Unlock releases m. It panics if this process does not hold m (it was not
-// locked through this mapping by this process), like sync.Mutex: that is
-// decided from this process's private records, never from the shared word,
-// so a peer scribbling the word cannot make Unlock panic. If m is
-// held in the owner-dead state and MarkConsistent was not called, Unlock
-// makes it permanently not recoverable and wakes every waiter.
-func (m *Mutex) Unlock() {
-	// Fast path: held through a per-P keeper, consistent. The same steps
-	// as release, for that case, without the TID -> keeper lookup.
-	if k := m.heldSlot(); k != nil {
-		raceRelease(&m.word)
-		if crashpoint.Enabled {
-			crashpoint.Hit("sync.mutex-unlinked-not-released")
-		}
-		old := atomic.SwapUint32(&m.word, 0)
-		storeRelease(&k.head.ListOpPending, 0)
-		if old&futex.Waiters != 0 {
-			m.wakeOne()
-		}
-		return
-	}
-	m.unlockSlow()
 }
 
 // wakeOne wakes one process blocked in Lock.

@@ -218,10 +218,10 @@ const slotSize = unsafe.Sizeof(keeperSlot{})
 
 // took records, after a successful CAS, that m is held through per-P
 // keeper k (index i). It leaves the keeper's byte offset in keepers.slots
-// in m.next, the hint Unlock starts from (heldSlot): a plain store, since
+// in m.next, the hint Unlock starts from (Unlock): a plain store, since
 // only the holder writes m.next, and for a lock held through a pending slot
 // the kernel never reads it (it does not follow list_op_pending's link). A
-// peer may scribble it; heldSlot checks it against this process's private
+// peer may scribble it; Unlock checks it against this process's private
 // records. Then it records the owner.
 func (m *Mutex) took(k *keeperSlot, i uint) {
 	m.next = uint64(uintptr(i) * slotSize)
@@ -326,37 +326,54 @@ func spawnFor(pid int) bool {
 	return false
 }
 
-// heldSlot returns the per-P keeper through which this process holds m,
-// or nil if Unlock's fast path does not apply (m is on the shared list, is
-// held in the owner-dead state, is not held by us, or a peer scribbled
-// it). The keeper's index is read from m.next, where lock left it, and
-// believed only if that keeper's pending slot (private memory) names m and
-// the word carries that keeper's TID: a scribbled hint or word sends
-// Unlock down the slow path, which decides from private records alone.
-func (m *Mutex) heldSlot() *keeperSlot {
-	// The hint is a byte offset, so that the load it leads to needs no
-	// arithmetic. Slot 0 (the shared list) is never a hint.
+// Unlock releases m. It panics if this process does not hold m (it was not
+// locked through this mapping by this process), like sync.Mutex: that is
+// decided from this process's private records, never from the shared word,
+// so a peer scribbling the word cannot make Unlock panic. If m is
+// held in the owner-dead state and MarkConsistent was not called, Unlock
+// makes it permanently not recoverable and wakes every waiter.
+//
+// Fast path: m is held through a per-P keeper and consistent. The keeper's
+// offset is read from m.next, where Lock left it, and believed only if it
+// is in range, that keeper's pending slot (private memory) names m, and
+// the word carries that keeper's TID: a scribbled hint or word, a lock on
+// the shared list or in the owner-dead state, or one not held at all goes
+// to unlockSlow, which decides from private records alone. The hint is a
+// byte offset, so that the load it leads to needs no arithmetic; slot 0
+// (the shared list) is never a hint. (Written out here, not in a helper
+// returning the keeper, so that each failed check jumps straight to
+// unlockSlow.)
+func (m *Mutex) Unlock() {
 	off := uintptr(atomic.LoadUint64(&m.next))
-	if off-slotSize >= (numSlots-1)*slotSize || off%slotSize != 0 {
-		return nil
+	if off-slotSize < (numSlots-1)*slotSize && off%slotSize == 0 {
+		k := (*keeperSlot)(unsafe.Add(unsafe.Pointer(&keepers.slots), off))
+		// Nested ifs, not &&: the compiler materializes a && chain as a
+		// bool and tests it again.
+		if loadAcquire64(&k.head.ListOpPending) == uint64(uintptr(unsafe.Pointer(m))) {
+			if atomic.LoadUint32(&m.word)&^futex.Waiters == loadAcquire32(&k.tid) {
+				if atomic.LoadUint32(&m.state) != mutexInconsistent {
+					// The same steps as release, for this case.
+					raceRelease(&m.word)
+					if crashpoint.Enabled {
+						crashpoint.Hit("sync.mutex-unlinked-not-released")
+					}
+					old := atomic.SwapUint32(&m.word, 0)
+					storeRelease(&k.head.ListOpPending, 0)
+					if old&futex.Waiters != 0 {
+						m.wakeOne()
+					}
+					return
+				}
+			}
+		}
 	}
-	k := (*keeperSlot)(unsafe.Add(unsafe.Pointer(&keepers.slots), off))
-	if loadAcquire64(&k.head.ListOpPending) != uint64(uintptr(unsafe.Pointer(m))) {
-		return nil
-	}
-	if atomic.LoadUint32(&m.word)&^futex.Waiters != loadAcquire32(&k.tid) {
-		return nil
-	}
-	if atomic.LoadUint32(&m.state) == mutexInconsistent {
-		return nil
-	}
-	return k
+	m.unlockSlow()
 }
 
 // release swaps newWord into m's word and deregisters m from its keeper.
 // It returns the old word, or ok=false if this process does not hold m.
 // (Unlock's fast path does the same for a lock held through a per-P
-// keeper; see heldSlot.)
+// keeper.)
 func (m *Mutex) release(newWord uint32) (old uint32, ok bool) {
 	k := slotOf(atomic.LoadUint32(&m.word) & futex.TIDMask)
 	switch {

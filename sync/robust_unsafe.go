@@ -189,7 +189,7 @@ func (m *Mutex) lock(ctx context.Context) error {
 			// before the keeper is used) are recomputed, not spilled.
 			k = firstSlot(pid)
 			if atomic.CompareAndSwapUint32(&m.word, 0, loadAcquire32(&k.tid)) {
-				m.took(k, 1+pid*slotsPerP)
+				m.took(k, slotSize+uintptr(pid)*(slotsPerP*slotSize))
 				if crashpoint.Enabled {
 					crashpoint.Hit("sync.mutex-acquired-not-linked")
 				}
@@ -217,14 +217,14 @@ func firstSlot(pid uint) *keeperSlot {
 const slotSize = unsafe.Sizeof(keeperSlot{})
 
 // took records, after a successful CAS, that m is held through per-P
-// keeper k (index i). It leaves the keeper's byte offset in keepers.slots
-// in m.next, the hint Unlock starts from (Unlock): a plain store, since
+// keeper k, at byte offset off in keepers.slots. It leaves off in m.next,
+// the hint Unlock starts from: a plain store, since
 // only the holder writes m.next, and for a lock held through a pending slot
 // the kernel never reads it (it does not follow list_op_pending's link). A
 // peer may scribble it; Unlock checks it against this process's private
 // records. Then it records the owner.
-func (m *Mutex) took(k *keeperSlot, i uint) {
-	m.next = uint64(uintptr(i) * slotSize)
+func (m *Mutex) took(k *keeperSlot, off uintptr) {
+	m.next = uint64(off)
 	m.recordOwner(k.owner, k.start)
 }
 
@@ -269,7 +269,7 @@ func (m *Mutex) acquire(old, bits uint32) bool {
 		storeRelease(&k.head.ListOpPending, 0)
 		return false
 	}
-	m.took(k, i)
+	m.took(k, uintptr(i)*slotSize)
 	if crashpoint.Enabled {
 		crashpoint.Hit("sync.mutex-acquired-not-linked")
 	}

@@ -60,7 +60,7 @@
 // starts from it and believes it only if that keeper's pending slot names
 // the mutex and the word carries that keeper's TID, so a scribbled hint
 // only sends Unlock to its slow path. So the fast path is the futex
-// mutex's CAS and swap plus a few plain loads and stores (under 2x a plain
+// mutex's CAS and swap plus a few plain loads and stores (about 2x a plain
 // futex mutex; see BenchmarkRobustOverhead). Keepers are OS threads: a
 // process has one per P that ever locked, more only while several locks
 // are held on one P at once.

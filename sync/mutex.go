@@ -24,7 +24,10 @@ import (
 type Mutex struct {
 	// next is the robust-list link: the address, in the holder's address
 	// space, of the next entry on the holder's keeper list (or of the list
-	// head). Meaningful only to the holder; only the holder writes it.
+	// head). A lock held through a per-P keeper's pending slot is on no
+	// list: then next is that keeper's index (1..numSlots-1), Unlock's
+	// hint, which the kernel never reads. Meaningful only to the holder;
+	// only the holder writes it.
 	next uint64
 	// word is the futex word: 0 when free, else the holder's keeper TID
 	// | futex.Waiters | futex.OwnerDied, or notRecoverable.
@@ -35,6 +38,8 @@ type Mutex struct {
 	// The last holder's keeper TID and process identity, written after
 	// acquisition (and only when they change, so a process re-locking the
 	// same mutex writes nothing). Diagnostics: stale while unlocked.
+	// ownerTID and ownerPID are also read and written as one 64-bit word
+	// (recordOwner).
 	ownerTID   int32
 	ownerPID   int32
 	ownerStart uint64
@@ -75,23 +80,13 @@ var ErrNotInconsistent = errors.New("shmkit/sync: MarkConsistent on a mutex not 
 // the protected data, call MarkConsistent, then Unlock), or
 // ErrNotRecoverable (the caller does not hold the lock; nobody ever will).
 // Uncontended, it makes no system call.
-func (m *Mutex) Lock() error {
-	if m.acquire(0, 0) {
-		return nil
-	}
-	return m.lockSlow(context.Background())
-}
+func (m *Mutex) Lock() error { return m.lock(context.Background()) }
 
 // LockContext is Lock that gives up when ctx is done, returning ctx.Err()
 // without holding the lock. A free lock is taken even if ctx is already
 // done. Cancellation is noticed at once (futex_waitv on the lock word and a
 // process-local cancel word).
-func (m *Mutex) LockContext(ctx context.Context) error {
-	if m.acquire(0, 0) {
-		return nil
-	}
-	return m.lockSlow(ctx)
-}
+func (m *Mutex) LockContext(ctx context.Context) error { return m.lock(ctx) }
 
 // TryLock acquires m if it is free, or if its holder died with the kernel
 // reporting it (then it returns true, ErrOwnerDead). It never blocks and
@@ -207,13 +202,12 @@ func (m *Mutex) lockSlow(ctx context.Context) error {
 	return result
 }
 
-// Unlock releases m. It panics if this process does not hold m (it was not
-// locked through this mapping by this process), like sync.Mutex: that is
-// decided from this process's private records, never from the shared word,
-// so a peer scribbling the word cannot make Unlock panic. If m is
-// held in the owner-dead state and MarkConsistent was not called, Unlock
-// makes it permanently not recoverable and wakes every waiter.
-func (m *Mutex) Unlock() {
+// wakeOne wakes one process blocked in Lock.
+func (m *Mutex) wakeOne() { _, _ = futex.Wake(&m.word, 1) }
+
+// unlockSlow is Unlock for a mutex on the shared list, held in the
+// owner-dead state, scribbled by a peer, or not held at all.
+func (m *Mutex) unlockSlow() {
 	newWord := uint32(0)
 	if atomic.LoadUint32(&m.state) == mutexInconsistent {
 		newWord = notRecoverable
@@ -282,19 +276,4 @@ func (m *Mutex) State() MutexState {
 	st.OwnerDead = v&futex.OwnerDied != 0 || (st.Locked && proc.ThreadDead(st.OwnerTID))
 	st.Inconsistent = st.Locked && !st.OwnerDead && atomic.LoadUint32(&m.state) == mutexInconsistent
 	return st
-}
-
-// recordOwner stores this process as the holder, writing only fields that
-// differ so that re-locking by the same process dirties nothing extra.
-func (m *Mutex) recordOwner(tid uint32) {
-	if atomic.LoadInt32(&m.ownerTID) != int32(tid) {
-		atomic.StoreInt32(&m.ownerTID, int32(tid))
-	}
-	self := keepers.self
-	if atomic.LoadInt32(&m.ownerPID) != self.PID {
-		atomic.StoreInt32(&m.ownerPID, self.PID)
-	}
-	if atomic.LoadUint64(&m.ownerStart) != self.Start {
-		atomic.StoreUint64(&m.ownerStart, self.Start)
-	}
 }

@@ -449,3 +449,77 @@ func testMutexUnlockAfterScribbledWord(t *testing.T) {
 		t.Fatalf("%d locks left on the shared list", n)
 	}
 }
+
+// A peer that scribbles a held Mutex's link field (for a lock held through
+// a per-P keeper, the hint naming that keeper for Unlock) must not make
+// Unlock panic, release another lock this process holds, or leave a keeper
+// claimed; and a hint copied from a held Mutex must not let Unlock of a
+// Mutex this process does not hold succeed.
+func TestMutexScribbledHint(t *testing.T) { forEachListMode(t, testMutexScribbledHint) }
+
+func testMutexScribbledHint(t *testing.T) {
+	_, s := newShared(t)
+	a, b := &s.Mu, &s.Mu2
+	lockBoth := func() {
+		t.Helper()
+		if err := a.Lock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Lock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, garbage := range []uint64{0, 1, 127, 128, 129, 256, 512, 128 * 256, 128 * 257, 1 << 63, ^uint64(0)} {
+		lockBoth()
+		shsync.ScribbleNext(a, garbage)
+		a.Unlock() // must not panic
+		if st := a.State(); st.Locked {
+			t.Fatalf("hint %#x: a still locked after Unlock: %+v", garbage, st)
+		}
+		if st := b.State(); !st.Locked || !st.Mine {
+			t.Fatalf("hint %#x: Unlock of a released b: %+v", garbage, st)
+		}
+		shsync.ScribbleNext(b, shsync.NextOf(b)+128)
+		b.Unlock()
+		if st := b.State(); st.Locked {
+			t.Fatalf("b still locked after Unlock: %+v", st)
+		}
+	}
+	// A peer copies b's word and link into a: Unlock of a must release a
+	// alone.
+	lockBoth()
+	shsync.ScribbleWord(a, uint32(b.State().OwnerTID))
+	shsync.ScribbleNext(a, shsync.NextOf(b))
+	a.Unlock()
+	if st := b.State(); !st.Locked || !st.Mine {
+		t.Fatalf("Unlock of a with b's word and link released b: %+v", st)
+	}
+	b.Unlock()
+	if ok, err := a.TryLock(); !ok || err != nil {
+		t.Fatalf("TryLock(a) = %v, %v after the copied-word Unlock", ok, err)
+	}
+	a.Unlock()
+	// a is free; its hint names the keeper holding b.
+	if err := b.Lock(); err != nil {
+		t.Fatal(err)
+	}
+	shsync.ScribbleNext(a, shsync.NextOf(b))
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Error("Unlock of a Mutex not held did not panic")
+			}
+		}()
+		a.Unlock()
+	}()
+	if st := b.State(); !st.Locked || !st.Mine {
+		t.Fatalf("Unlock of a free a released b: %+v", st)
+	}
+	b.Unlock()
+	if n := shsync.ClaimedKeepers(); n != 0 {
+		t.Fatalf("%d keepers left claimed", n)
+	}
+	if n := shsync.SharedListLen(); n != 0 {
+		t.Fatalf("%d locks left on the shared list", n)
+	}
+}

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"context"
 	"runtime"
 	stdsync "sync"
 	"sync/atomic"
@@ -41,10 +42,18 @@ const (
 // lines. It lives in the package-level keepers array, so it never moves:
 // the kernel holds the address of head.
 type keeperSlot struct {
-	head    futex.RobustListHead
-	tid     uint32 // the keeper's TID, set before spawned
-	spawned uint32 // 1 once the keeper registered head
-	_       [128 - 32]byte
+	head futex.RobustListHead
+	// tid is the keeper's TID, stored last when the keeper starts (after
+	// its robust list is registered and its TID is in the TID table): 0
+	// means the keeper is not running.
+	tid uint32
+	_   uint32
+	// owner is what Mutex.ownerTID and ownerPID hold, as one 64-bit word,
+	// and start what ownerStart holds, for a lock taken through this
+	// keeper (see recordOwner): on the line the fast path reads anyway.
+	owner uint64
+	start uint64
+	_     [128 - 48]byte
 }
 
 var keepers struct {
@@ -68,8 +77,8 @@ var keepers struct {
 	mirror []*Mutex
 }
 
-// sharedOnly forces every lock onto the shared list (tests).
-var sharedOnly atomic.Bool
+// sharedOnly, when not 0, forces every lock onto the shared list (tests).
+var sharedOnly uint32
 
 func ensureKeepers() {
 	keepers.once.Do(func() {
@@ -85,12 +94,13 @@ func ensureKeepers() {
 // holds spawnMu.
 func spawnLocked(i int) {
 	k := &keepers.slots[i]
-	if atomic.LoadUint32(&k.spawned) != 0 {
+	if atomic.LoadUint32(&k.tid) != 0 {
 		return
 	}
 	k.head.Next = uint64(uintptr(unsafe.Pointer(&k.head))) // empty circular list
 	k.head.FutexOffset = int64(unsafe.Offsetof(Mutex{}.word)) - int64(unsafe.Offsetof(Mutex{}.next))
 	ready := make(chan struct{})
+	var tid uint32
 	go func() {
 		// The robust list belongs to this OS thread; the kernel walks it
 		// when the thread exits, i.e. when the process dies. The goroutine
@@ -100,18 +110,20 @@ func spawnLocked(i int) {
 		if err := futex.SetRobustList(&k.head); err != nil && keepers.err == nil {
 			keepers.err = err
 		}
-		k.tid = uint32(futex.Gettid())
+		tid = uint32(futex.Gettid())
 		close(ready)
 		select {}
 	}()
 	<-ready
-	h := tidHash(k.tid)
+	h := tidHash(tid)
 	for atomic.LoadUint32(&keepers.tidSlots[h]) != 0 {
 		h = (h + 1) % tidTableSize
 	}
-	atomic.StoreUint32(&keepers.tidKeys[h], k.tid)
+	atomic.StoreUint32(&keepers.tidKeys[h], tid)
 	atomic.StoreUint32(&keepers.tidSlots[h], uint32(i)+1)
-	atomic.StoreUint32(&k.spawned, 1)
+	*(*[2]int32)(unsafe.Pointer(&k.owner)) = [2]int32{int32(tid), keepers.self.PID}
+	k.start = keepers.self.Start
+	atomic.StoreUint32(&k.tid, tid) // publish: the keeper is running
 }
 
 func tidHash(tid uint32) uint32 { return (tid * 0x9e3779b1) >> 22 % tidTableSize }
@@ -138,16 +150,15 @@ func slotOf(tid uint32) *keeperSlot {
 func KeeperTIDs() (tids []int32, robust bool) {
 	ensureKeepers()
 	for i := range keepers.slots {
-		if k := &keepers.slots[i]; atomic.LoadUint32(&k.spawned) != 0 {
-			tids = append(tids, int32(k.tid))
+		if tid := atomic.LoadUint32(&keepers.slots[i].tid); tid != 0 {
+			tids = append(tids, int32(tid))
 		}
 	}
 	return tids, keepers.err == nil
 }
 
-// acquire CASes m's word from old to (a keeper TID | bits), registered with
-// that keeper so that the kernel marks the word if this process dies. It
-// reports whether the CAS succeeded.
+// Taking a lock registers it with a keeper, so that the kernel marks the
+// word if this process dies.
 //
 // Fast path: claim a keeper of the current P whose list_op_pending slot is
 // free by storing m's address in it, then CAS the word to that keeper's
@@ -158,46 +169,146 @@ func KeeperTIDs() (tids []int32, robust bool) {
 // (so claimers are serialized), and from claimed to free only by whoever
 // claimed it (or the holder that unlocks, from any P). So the fast path
 // costs what a plain futex mutex costs plus a few plain loads and stores.
-// When the P's keepers are all busy the lock goes on the shared list.
-func (m *Mutex) acquire(old, bits uint32) bool {
-	entry := uint64(uintptr(unsafe.Pointer(m)))
-	if !sharedOnly.Load() {
-		// Each round either claims a slot, spawns one more keeper (at most
-		// numSlots in all), or gives up.
-		for {
-			pid := procPin()
-			if pid >= maxPinnedP {
-				procUnpin()
-				break
-			}
-			base := 1 + pid*slotsPerP
-			for j := range slotsPerP {
-				k := &keepers.slots[base+j]
-				if atomic.LoadUint32(&k.spawned) == 0 {
-					break
-				}
-				if atomic.LoadUint64(&k.head.ListOpPending) == 0 {
-					storeRelease(&k.head.ListOpPending, entry)
-					procUnpin()
-					if !atomic.CompareAndSwapUint32(&m.word, old, k.tid|bits) {
-						storeRelease(&k.head.ListOpPending, 0)
-						return false
-					}
-					if crashpoint.Enabled {
-						crashpoint.Hit("sync.mutex-acquired-not-linked")
-					}
-					raceAcquire(&m.word)
-					m.recordOwner(k.tid)
-					return true
-				}
-			}
+// With the P's keepers all busy, the lock goes on the shared list.
+
+// lock is Lock and LockContext. Its fast path is acquire's for a free
+// word, written out here because a call costs about as much as the rest.
+//
+// Nothing in shared memory is touched while pinned: a fault there (a peer
+// truncating the segment) is a recoverable panic under
+// debug.SetPanicOnFault, but the runtime turns a panic with preemption
+// disabled into a fatal throw.
+func (m *Mutex) lock(ctx context.Context) error {
+	pid := uint(procPin())
+	if pid < maxPinnedP && loadAcquire32(&sharedOnly) == 0 {
+		k := firstSlot(pid)
+		if loadAcquire64(&k.head.ListOpPending) == 0 && loadAcquire32(&k.tid) != 0 {
+			storeRelease(&k.head.ListOpPending, uint64(uintptr(unsafe.Pointer(m))))
 			procUnpin()
-			if !spawnFor(pid) {
-				break
+			// Only pid lives across the call: k and its TID (set once,
+			// before the keeper is used) are recomputed, not spilled.
+			k = firstSlot(pid)
+			if atomic.CompareAndSwapUint32(&m.word, 0, loadAcquire32(&k.tid)) {
+				m.took(k, slotSize+uintptr(pid)*(slotsPerP*slotSize))
+				if crashpoint.Enabled {
+					crashpoint.Hit("sync.mutex-acquired-not-linked")
+				}
+				raceAcquire(&m.word)
+				return nil
 			}
+			storeRelease(&k.head.ListOpPending, 0)
+			return m.lockSlow(ctx)
 		}
 	}
-	return m.acquireShared(old, bits)
+	procUnpin()
+	if m.acquire(0, 0) {
+		return nil
+	}
+	return m.lockSlow(ctx)
+}
+
+// firstSlot returns &keepers.slots[1+pid*slotsPerP], P pid's first keeper,
+// for pid < maxPinnedP, without the bounds check: the address is computed
+// with one shift, which is on the path to the lock's CAS.
+func firstSlot(pid uint) *keeperSlot {
+	return (*keeperSlot)(unsafe.Add(unsafe.Pointer(&keepers.slots[1]), uintptr(pid)*(slotsPerP*slotSize)))
+}
+
+const slotSize = unsafe.Sizeof(keeperSlot{})
+
+// took records, after a successful CAS, that m is held through per-P
+// keeper k, at byte offset off in keepers.slots. It leaves off in m.next,
+// the hint Unlock starts from: a plain store, since
+// only the holder writes m.next, and for a lock held through a pending slot
+// the kernel never reads it (it does not follow list_op_pending's link). A
+// peer may scribble it; Unlock checks it against this process's private
+// records. Then it records the owner.
+func (m *Mutex) took(k *keeperSlot, off uintptr) {
+	m.next = uint64(off)
+	m.recordOwner(k.owner, k.start)
+}
+
+// recordOwner stores this process and keeper as the holder (owner is the
+// keeper's ownerTID and ownerPID as one word, start this process's start
+// time), writing only what differs so that re-locking by the same process
+// through the same keeper dirties nothing extra.
+func (m *Mutex) recordOwner(owner, start uint64) {
+	p := (*uint64)(unsafe.Pointer(&m.ownerTID)) // ownerTID, ownerPID: 8-aligned (layout test)
+	if atomic.LoadUint64(p) != owner {
+		atomic.StoreUint64(p, owner)
+	}
+	if atomic.LoadUint64(&m.ownerStart) != start {
+		atomic.StoreUint64(&m.ownerStart, start)
+	}
+}
+
+// acquire CASes m's word from old to (a keeper TID | bits), registered with
+// a keeper, and reports whether the CAS succeeded. It tries the P's first
+// keeper as lock does, then the P's other keepers (claimSlow) and, with all
+// of them busy, the shared list.
+func (m *Mutex) acquire(old, bits uint32) bool {
+	var k *keeperSlot
+	var i uint
+	pid := procPin()
+	if uint(pid) < maxPinnedP && atomic.LoadUint32(&sharedOnly) == 0 {
+		i = 1 + uint(pid)*slotsPerP
+		k = &keepers.slots[i]
+		if atomic.LoadUint64(&k.head.ListOpPending) == 0 && atomic.LoadUint32(&k.tid) != 0 {
+			storeRelease(&k.head.ListOpPending, uint64(uintptr(unsafe.Pointer(m))))
+		} else {
+			k = nil
+		}
+	}
+	procUnpin()
+	if k == nil {
+		if k, i = m.claimSlow(); k == nil {
+			return m.acquireShared(old, bits)
+		}
+	}
+	if !atomic.CompareAndSwapUint32(&m.word, old, atomic.LoadUint32(&k.tid)|bits) {
+		storeRelease(&k.head.ListOpPending, 0)
+		return false
+	}
+	m.took(k, uintptr(i)*slotSize)
+	if crashpoint.Enabled {
+		crashpoint.Hit("sync.mutex-acquired-not-linked")
+	}
+	raceAcquire(&m.word)
+	return true
+}
+
+// claimSlow claims (stores m's address in the pending slot of) a keeper of
+// the current P, spawning keepers as needed, and returns it and its index;
+// or nil when m must go on the shared list.
+func (m *Mutex) claimSlow() (*keeperSlot, uint) {
+	if atomic.LoadUint32(&sharedOnly) != 0 {
+		return nil, 0
+	}
+	// Each round either claims a slot, spawns one more keeper (at most
+	// numSlots in all), or gives up.
+	for {
+		pid := procPin()
+		if pid >= maxPinnedP {
+			procUnpin()
+			return nil, 0
+		}
+		base := 1 + uint(pid)*slotsPerP
+		for j := range uint(slotsPerP) {
+			k := &keepers.slots[base+j]
+			if atomic.LoadUint32(&k.tid) == 0 {
+				break
+			}
+			if atomic.LoadUint64(&k.head.ListOpPending) == 0 {
+				storeRelease(&k.head.ListOpPending, uint64(uintptr(unsafe.Pointer(m))))
+				procUnpin()
+				return k, base + j
+			}
+		}
+		procUnpin()
+		if !spawnFor(pid) {
+			return nil, 0
+		}
+	}
 }
 
 // spawnFor starts the next keeper of P pid, reporting whether it did.
@@ -207,7 +318,7 @@ func spawnFor(pid int) bool {
 	defer keepers.spawnMu.Unlock()
 	base := 1 + pid*slotsPerP
 	for j := range slotsPerP {
-		if atomic.LoadUint32(&keepers.slots[base+j].spawned) == 0 {
+		if atomic.LoadUint32(&keepers.slots[base+j].tid) == 0 {
 			spawnLocked(base + j)
 			return true
 		}
@@ -215,8 +326,54 @@ func spawnFor(pid int) bool {
 	return false
 }
 
+// Unlock releases m. It panics if this process does not hold m (it was not
+// locked through this mapping by this process), like sync.Mutex: that is
+// decided from this process's private records, never from the shared word,
+// so a peer scribbling the word cannot make Unlock panic. If m is
+// held in the owner-dead state and MarkConsistent was not called, Unlock
+// makes it permanently not recoverable and wakes every waiter.
+//
+// Fast path: m is held through a per-P keeper and consistent. The keeper's
+// offset is read from m.next, where Lock left it, and believed only if it
+// is in range, that keeper's pending slot (private memory) names m, and
+// the word carries that keeper's TID: a scribbled hint or word, a lock on
+// the shared list or in the owner-dead state, or one not held at all goes
+// to unlockSlow, which decides from private records alone. The hint is a
+// byte offset, so that the load it leads to needs no arithmetic; slot 0
+// (the shared list) is never a hint. (Written out here, not in a helper
+// returning the keeper, so that each failed check jumps straight to
+// unlockSlow.)
+func (m *Mutex) Unlock() {
+	off := uintptr(atomic.LoadUint64(&m.next))
+	if off-slotSize < (numSlots-1)*slotSize && off%slotSize == 0 {
+		k := (*keeperSlot)(unsafe.Add(unsafe.Pointer(&keepers.slots), off))
+		// Nested ifs, not &&: the compiler materializes a && chain as a
+		// bool and tests it again.
+		if loadAcquire64(&k.head.ListOpPending) == uint64(uintptr(unsafe.Pointer(m))) {
+			if atomic.LoadUint32(&m.word)&^futex.Waiters == loadAcquire32(&k.tid) {
+				if atomic.LoadUint32(&m.state) != mutexInconsistent {
+					// The same steps as release, for this case.
+					raceRelease(&m.word)
+					if crashpoint.Enabled {
+						crashpoint.Hit("sync.mutex-unlinked-not-released")
+					}
+					old := atomic.SwapUint32(&m.word, 0)
+					storeRelease(&k.head.ListOpPending, 0)
+					if old&futex.Waiters != 0 {
+						m.wakeOne()
+					}
+					return
+				}
+			}
+		}
+	}
+	m.unlockSlow()
+}
+
 // release swaps newWord into m's word and deregisters m from its keeper.
 // It returns the old word, or ok=false if this process does not hold m.
+// (Unlock's fast path does the same for a lock held through a per-P
+// keeper.)
 func (m *Mutex) release(newWord uint32) (old uint32, ok bool) {
 	k := slotOf(atomic.LoadUint32(&m.word) & futex.TIDMask)
 	switch {
@@ -318,7 +475,7 @@ func (m *Mutex) acquireShared(old, bits uint32) bool {
 	entry := uint64(uintptr(unsafe.Pointer(m)))
 	k := &keepers.slots[0]
 	listLock(entry)
-	if !atomic.CompareAndSwapUint32(&m.word, old, k.tid|bits) {
+	if !atomic.CompareAndSwapUint32(&m.word, old, atomic.LoadUint32(&k.tid)|bits) {
 		listUnlock()
 		return false
 	}
@@ -332,7 +489,7 @@ func (m *Mutex) acquireShared(old, bits uint32) bool {
 	keepers.mirror = append(keepers.mirror, m)
 	listUnlock()
 	raceAcquire(&m.word)
-	m.recordOwner(k.tid)
+	m.recordOwner(k.owner, k.start)
 	return true
 }
 
@@ -428,7 +585,7 @@ func ForgetRange(mem []byte) int {
 // process that never locked has no keepers and pays nothing.
 func init() {
 	segment.OnUnmap(func(mem []byte) {
-		if atomic.LoadUint32(&keepers.slots[0].spawned) != 0 {
+		if atomic.LoadUint32(&keepers.slots[0].tid) != 0 {
 			ForgetRange(mem)
 		}
 	})

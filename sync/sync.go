@@ -50,11 +50,17 @@
 // belong to Ps (the runtime's processors): each P has up to 4, spawned on
 // demand. Lock pins the goroutine to its P (runtime.procPin, as sync.Pool
 // does), takes the first of that P's keepers whose pending slot is 0 with a
-// plain store, and unpins. No other goroutine runs on the P meanwhile, so
-// claimers of a slot are serialized; a slot returns to 0 only by its
-// claimer (a failed CAS) or by the Unlock of the mutex it names, from any
-// P, and nobody else writes a claimed slot. So the fast path is the futex
-// mutex's CAS and swap plus plain loads and stores (about 1.5x a plain
+// plain store, and unpins before it CASes the word (a fault on shared
+// memory must not happen while pinned: the runtime makes a panic there
+// fatal). No other goroutine runs on the P meanwhile, so claimers of a
+// slot are serialized; a slot returns to 0 only
+// by its claimer (a failed CAS) or by the Unlock of the mutex it names,
+// from any P, and nobody else writes a claimed slot. Lock leaves the
+// keeper's position in the mutex's (otherwise unused) link field; Unlock
+// starts from it and believes it only if that keeper's pending slot names
+// the mutex and the word carries that keeper's TID, so a scribbled hint
+// only sends Unlock to its slow path. So the fast path is the futex
+// mutex's CAS and swap plus a few plain loads and stores (about 2x a plain
 // futex mutex; see BenchmarkRobustOverhead). Keepers are OS threads: a
 // process has one per P that ever locked, more only while several locks
 // are held on one P at once.

@@ -70,9 +70,11 @@ func benchConsume[T any](spec string, n uint64, m string, seqOf func(*T) uint64)
 	ctx := context.Background()
 	switch mode {
 	case "item":
+		// v lives outside the loop: seqOf (a func value) makes it escape,
+		// and one declared per item was one heap allocation per item.
+		var v T
 		for i := range n {
-			v, err := r.Pop(ctx)
-			if err != nil {
+			if v, err = r.Pop(ctx); err != nil {
 				return err
 			}
 			if seqOf(&v) != i {

@@ -28,6 +28,15 @@ func baselineThroughput(tr baseline.Transport, size int) func(runConfig, int) (o
 	}
 }
 
+// baselineSpinRing is internal/baseline's bare per-item ring (the floor
+// of a Ring row: see baseline.SpinRing).
+func baselineSpinRing(size int) func(runConfig, int) (outcome, error) {
+	return func(_ runConfig, n int) (outcome, error) {
+		r, err := baseline.SpinRing(n, size)
+		return outcome{elapsed: r.Elapsed}, err
+	}
+}
+
 func baselineWordPingPong(f func(int) (baseline.Result, error)) func(runConfig, int) (outcome, error) {
 	return func(_ runConfig, n int) (outcome, error) {
 		r, err := f(n)

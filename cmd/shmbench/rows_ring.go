@@ -60,9 +60,11 @@ func ringConsume[T any](m member, mode string, n int, seq func(*T) uint64) error
 	ctx := context.Background()
 	switch mode {
 	case "item":
+		// v lives outside the loop: seq (a func value) makes it escape,
+		// and one declared per item was one heap allocation per item.
+		var v T
 		for i := range uint64(n) {
-			v, err := r.Pop(ctx)
-			if err != nil {
+			if v, err = r.Pop(ctx); err != nil {
 				return err
 			}
 			if seq(&v) != i {

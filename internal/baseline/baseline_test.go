@@ -32,6 +32,18 @@ func TestAll(t *testing.T) {
 		}
 		t.Log(r)
 	}
+	// The bare ring checks every item's sequence number in the child: a
+	// lost, repeated or torn item fails it. 10000 items lap its 4096 slots.
+	for _, size := range []int{8, 64, 1024} {
+		r, err := SpinRing(10000, size)
+		if err != nil {
+			t.Fatalf("spin ring, %d-byte items: %v", size, err)
+		}
+		t.Log(r)
+	}
+	if _, err := SpinRing(10, 4); err == nil {
+		t.Error("SpinRing of 4-byte items: no error (an item carries an 8-byte sequence number)")
+	}
 }
 
 var _ = func() bool {

@@ -7,8 +7,32 @@ import (
 	"strconv"
 )
 
-// runPeer runs the child side of a measurement. Files arrive as fd 3, 4.
+// builtinPeers are the peers of this package's own measurements, by role:
+// how many integer arguments each takes and what it runs. They run from
+// init; peers registered with RegisterPeer run from RunPeer. Files arrive
+// as fd 3, 4.
+var builtinPeers = map[string]struct {
+	args int
+	run  func(a []int) error
+}{
+	"stream-sink":    {2, func(a []int) error { return streamSink(os.NewFile(3, "in"), os.NewFile(4, "out"), a[0], a[1]) }},
+	"stream-echo":    {2, func(a []int) error { return streamEcho(os.NewFile(3, "in"), os.NewFile(4, "out"), a[0], a[1]) }},
+	"msgq-sink":      {3, func(a []int) error { return msgqSink(a[0], a[1], a[2]) }},
+	"msgq-echo":      {3, func(a []int) error { return msgqEcho(a[0], a[1], a[2]) }},
+	"spin-echo":      {1, func(a []int) error { return spinEcho(a[0]) }},
+	"futex-echo":     {1, func(a []int) error { return futexEcho(a[0]) }},
+	"spin-ring-sink": {2, func(a []int) error { return spinRingSink(a[0], a[1]) }},
+}
+
+// runPeer runs the child side of a measurement.
 func runPeer(role string, args []string) error {
+	p, ok := builtinPeers[role]
+	if !ok {
+		return fmt.Errorf("unknown peer role %q", role)
+	}
+	if len(args) != p.args {
+		return fmt.Errorf("want %d arguments, got %q", p.args, args)
+	}
 	ints := make([]int, len(args))
 	for i, a := range args {
 		n, err := strconv.Atoi(a)
@@ -17,45 +41,7 @@ func runPeer(role string, args []string) error {
 		}
 		ints[i] = n
 	}
-	need := func(n int) error {
-		if len(ints) != n {
-			return fmt.Errorf("want %d arguments, got %q", n, args)
-		}
-		return nil
-	}
-	switch role {
-	case "stream-sink":
-		if err := need(2); err != nil {
-			return err
-		}
-		return streamSink(os.NewFile(3, "in"), os.NewFile(4, "out"), ints[0], ints[1])
-	case "stream-echo":
-		if err := need(2); err != nil {
-			return err
-		}
-		return streamEcho(os.NewFile(3, "in"), os.NewFile(4, "out"), ints[0], ints[1])
-	case "msgq-sink":
-		if err := need(3); err != nil {
-			return err
-		}
-		return msgqSink(ints[0], ints[1], ints[2])
-	case "msgq-echo":
-		if err := need(3); err != nil {
-			return err
-		}
-		return msgqEcho(ints[0], ints[1], ints[2])
-	case "spin-echo":
-		if err := need(1); err != nil {
-			return err
-		}
-		return spinEcho(ints[0])
-	case "futex-echo":
-		if err := need(1); err != nil {
-			return err
-		}
-		return futexEcho(ints[0])
-	}
-	return fmt.Errorf("unknown peer role %q", role)
+	return p.run(ints)
 }
 
 func streamSink(in, out *os.File, count, size int) error {

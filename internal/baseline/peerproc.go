@@ -18,13 +18,6 @@ const (
 	argSep  = "\x1f"
 )
 
-// builtinPeers are the peers of this package's own measurements; they run
-// from init. Peers registered with RegisterPeer run from RunPeer.
-var builtinPeers = map[string]bool{
-	"stream-sink": true, "stream-echo": true, "msgq-sink": true,
-	"msgq-echo": true, "spin-echo": true, "futex-echo": true,
-}
-
 func peerArgs() []string {
 	if a := os.Getenv(envArgs); a != "" {
 		return strings.Split(a, argSep)
@@ -34,7 +27,7 @@ func peerArgs() []string {
 
 func init() {
 	role := os.Getenv(envRole)
-	if !builtinPeers[role] {
+	if _, ok := builtinPeers[role]; !ok {
 		return
 	}
 	exitPeer(role, runPeer(role, peerArgs()))

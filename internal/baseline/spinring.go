@@ -1,0 +1,141 @@
+package baseline
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shmkit/shmkit/internal/mem"
+	"github.com/shmkit/shmkit/segment"
+)
+
+// SpinRing is the bare per-item ring: the floor for handing items over one
+// at a time through shared memory. This process copies count items of size
+// bytes (8 to 1024) into a 4096-slot ring in a memfd and publishes each
+// with one atomic store of its tail; a child spins on the tail, copies
+// each item out, checks its sequence number and releases it with one
+// atomic store of its head. The two cursors sit on lines of their own.
+// Nothing else: no roles, no validation of the peer's cursor, no waking,
+// no fault guard.
+//
+// It is what shmring's Push/Pop does per item in its fast path, so the
+// ratio of a Ring row to this one is the library's own overhead; what is
+// left is the hardware's (the tail's and the slot's cache lines cross
+// between the cores on every item). The anchors' C SPSC ring is different:
+// it publishes a whole batch with one store.
+func SpinRing(count, size int) (Result, error) {
+	res := Result{Name: "spin-ring", Kind: "throughput", Count: count, Size: size}
+	if count < 1 || size < 8 || size > spinRingMaxItem {
+		return res, fmt.Errorf("baseline: spin ring of %d items of %d bytes (count > 0, size in [8, %d])", count, size, spinRingMaxItem)
+	}
+	seg, err := segment.Create("memfd:shmkit-baseline-spin-ring", spinRingBytes)
+	if err != nil {
+		return res, err
+	}
+	defer seg.Close()
+	ring, err := openSpinRing(seg)
+	if err != nil {
+		return res, err
+	}
+	p, err := startPeer("spin-ring-sink", []*os.File{seg.File()}, strconv.Itoa(count), strconv.Itoa(size))
+	if err != nil {
+		return res, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for atomic.LoadUint64(&ring.ctl.ready) == 0 {
+		if time.Now().After(deadline) {
+			p.Kill()
+			return res, fmt.Errorf("baseline: spin ring peer not ready")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	var item [spinRingMaxItem]byte
+	start := time.Now()
+	var headCache uint64
+	for t := uint64(0); t < uint64(count); t++ {
+		for t-headCache >= spinRingSlots {
+			headCache = atomic.LoadUint64(&ring.ctl.head)
+			if t-headCache >= spinRingSlots {
+				_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			}
+		}
+		binary.LittleEndian.PutUint64(item[:8], t)
+		copy(ring.slot(t, size), item[:size])
+		atomic.StoreUint64(&ring.ctl.tail, t+1)
+	}
+	if err := p.wait(peerTimeout); err != nil {
+		return res, err
+	}
+	res.Elapsed = time.Since(start)
+	return res, nil
+}
+
+const (
+	spinRingSlots   = 4096
+	spinRingMaxItem = 1024
+	spinRingBytes   = 4096 + spinRingSlots*spinRingMaxItem
+)
+
+// spinRingControl is the first page of the segment.
+type spinRingControl struct {
+	tail  uint64
+	_     [120]byte
+	head  uint64
+	_     [120]byte
+	ready uint64
+}
+
+type spinRing struct {
+	ctl  *spinRingControl
+	data []byte
+}
+
+func openSpinRing(seg *segment.Segment) (spinRing, error) {
+	b := seg.Bytes()
+	ctl, err := mem.Ptr[spinRingControl](b)
+	if err != nil {
+		return spinRing{}, err
+	}
+	return spinRing{ctl: ctl, data: b[4096:]}, nil
+}
+
+// slot is the size bytes of position pos (slots are size bytes apart, as
+// in a Ring of a size-byte type).
+func (r spinRing) slot(pos uint64, size int) []byte {
+	off := int(pos%spinRingSlots) * size
+	return r.data[off : off+size]
+}
+
+func spinRingSink(count, size int) error {
+	seg, err := segment.Open("fd:3")
+	if err != nil {
+		return err
+	}
+	defer seg.Close()
+	ring, err := openSpinRing(seg)
+	if err != nil {
+		return err
+	}
+	atomic.StoreUint64(&ring.ctl.ready, 1)
+	var item [spinRingMaxItem]byte
+	var tailCache uint64
+	for h := uint64(0); h < uint64(count); h++ {
+		for spins := 0; h == tailCache; spins++ {
+			tailCache = atomic.LoadUint64(&ring.ctl.tail)
+			if spins&4095 == 4095 {
+				_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+			}
+		}
+		copy(item[:size], ring.slot(h, size))
+		if got := binary.LittleEndian.Uint64(item[:8]); got != h {
+			return fmt.Errorf("spin ring: item %d carries %d", h, got)
+		}
+		atomic.StoreUint64(&ring.ctl.head, h+1)
+	}
+	return nil
+}

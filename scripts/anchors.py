@@ -1,0 +1,175 @@
+#!/usr/bin/env python3
+"""Interleaved runs of shmkit's own figures and the outside anchors.
+
+    python3 scripts/anchors.py [-rounds N] [-anchors DIR] [-raw DIR]
+
+from the root of a shmkit checkout, with ../shared/anchors beside it (or
+-anchors naming that directory). Each round runs, one after another:
+
+  1. ../shared/anchors/run floor limits peers   (C floor and rings, Boost, mq)
+  2. go run ./cmd/shmbench -json -only <the tracker's rows>
+  3. ../shared/anchors/run shmipc -quick        (shmipc-go vs shmkit's rings)
+  4. ../shared/anchors/run lmdb                 (first round only: slow, stable)
+
+and then prints, for every figure, the median and the range over the
+rounds, and the ratio of each shmkit figure to its anchor computed within
+each round (median and range of those per-round ratios): the machines this
+runs on swing 3-10x from one minute to the next, so only figures taken in the
+same minutes are set side by side. The output is the table pasted into
+docs/BENCHMARKS.md ("shmkit beside the anchors"). -raw keeps every run's
+output.
+"""
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+
+SHMBENCH_ROWS = (
+    r"^(throughput/(queue-futex-natural/8B|msgq/8B|ring/64B|spin-ring/64B|chan/64B)"
+    r"|pingpong/(spin-word|ring-spin|ring-default)"
+    r"|map/(get|put|go-map-get|go-map-put)-1M/"
+    r"|mutex/(robust/1proc|go/1goroutine))"
+)
+
+# (label, shmkit figure, anchor figure, higher_is_better, goal text)
+COMPARISONS = [
+    ("Queue natural use, 8 B, Push per item in a child, Pop per item in the parent vs Boost message_queue 8 B",
+     "shmbench:throughput/queue-futex-natural/8B:Mps", "anchor:boost_mq_8B_Mmsgs_per_s", True, ">= 3x"),
+    ("Ring Push/Pop 64 B (shmbench throughput/ring) vs a bare per-item ring in Go (throughput/spin-ring: slot copy + tail store)",
+     "shmbench:throughput/ring/64B:Mps", "shmbench:throughput/spin-ring/64B:Mps", True, "-"),
+    ("Ring Push/Pop 64 B (shmipcvs shmkit_thr64_push) vs shmipc-go flushing every 64 (shmipc_thr64_flush64)",
+     "shmipc:shmkit_thr64_push_msgs_per_s", "shmipc:shmipc_thr64_flush64_msgs_per_s", True, ">= 1.2x"),
+    ("Ring Claim/Publish 64 B, 64 at a time (shmkit_thr64_claim64) vs shmipc-go flushing every 64",
+     "shmipc:shmkit_thr64_claim64_msgs_per_s", "shmipc:shmipc_thr64_flush64_msgs_per_s", True, "-"),
+    ("Ring Push/Pop 4 KiB (shmkit_thr4k_push) vs shmipc-go batched (shmipc_thr4k_flush64)",
+     "shmipc:shmkit_thr4k_push_msgs_per_s", "shmipc:shmipc_thr4k_flush64_msgs_per_s", True, ">= 1.5x"),
+    ("Ring ping-pong RTT p50, default policy (shmbench pingpong/ring-default) vs C spin floor (floor_spin_rtt_ns)",
+     "shmbench:pingpong/ring-default:p50", "anchor:floor_spin_rtt_ns", False, "<= 1.3x"),
+    ("Ring ping-pong RTT p50, SpinOnly (shmbench pingpong/ring-spin) vs C spin floor",
+     "shmbench:pingpong/ring-spin:p50", "anchor:floor_spin_rtt_ns", False, "-"),
+    ("Robust Mutex lock+unlock (+ increment), uncontended, ns (shmbench mutex/robust/1proc) vs Boost interprocess_mutex",
+     "shmbench:mutex/robust/1proc:ns", "anchor:boost_mutex_lock_unlock_ns", False, "<= 1.5x"),
+    ("Map Get, 1 Mi keys 8 B -> 64 B, random (shmbench map/get-1M) vs Go map, same process",
+     "shmbench:map/get-1M/1proc:Mps", "shmbench:map/go-map-get-1M/1goroutine:Mps", True, ">= 1.0x"),
+    ("Map Put, same (shmbench map/put-1M) vs Go map put",
+     "shmbench:map/put-1M/1proc:Mps", "shmbench:map/go-map-put-1M/1goroutine:Mps", True, ">= 0.5x"),
+    ("Map Get (shmbench map/get-1M) vs LMDB get on tmpfs (first round)",
+     "shmbench:map/get-1M/1proc:Mps", "anchor:lmdb_get_Mops", True, "-"),
+]
+
+
+def run(cmd, raw, name):
+    t0 = time.time()
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if raw:
+        with open(os.path.join(raw, name), "w") as f:
+            f.write(p.stdout)
+    if p.returncode != 0:
+        sys.stderr.write(p.stdout[-4000:])
+        sys.exit(f"anchors.py: {' '.join(cmd)}: exit {p.returncode}")
+    sys.stderr.write(f"  {name}: {time.time() - t0:.0f}s\n")
+    return p.stdout
+
+
+def parse_anchor(out, figs):
+    # "name value ..." or "PERF name value ..."
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0] == "PERF":
+            f = f[1:]
+        if len(f) >= 2 and re.match(r"^[a-z][a-z0-9_]*$", f[0]):
+            try:
+                figs["anchor:" + f[0]] = float(f[1])
+            except ValueError:
+                pass
+
+
+def parse_shmipc(out, figs):
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) == 3 and f[0] == "PEER" and not f[1].endswith(("_min", "_max")):
+            v = float(f[2])
+            if f[1].endswith("_msgs_per_s"):
+                v /= 1e6  # M/s, like the other rates
+            figs["shmipc:" + f[1]] = v
+
+
+def parse_shmbench(out, figs):
+    rep = json.loads(out[out.index("{"):])
+    for r in rep["rows"]:
+        if r.get("error") or r.get("skipped"):
+            continue
+        n = r["name"]
+        figs[f"shmbench:{n}:Mps"] = r["per_sec"] / 1e6
+        if r["per_sec"]:
+            figs[f"shmbench:{n}:ns"] = 1e9 / r["per_sec"]
+        rtt = r.get("rtt_ns") or {}
+        if rtt.get("p50"):
+            figs[f"shmbench:{n}:p50"] = rtt["p50"]
+        if rtt.get("best"):
+            figs[f"shmbench:{n}:best"] = rtt["best"]
+
+
+def fmt(x):
+    if x >= 1000:
+        return f"{x:,.0f}"
+    if x >= 10:
+        return f"{x:.1f}"
+    return f"{x:.2f}"
+
+
+def spread(xs, f=fmt):
+    if not xs:
+        return "-"
+    return f"{f(statistics.median(xs))} [{f(min(xs))}-{f(max(xs))}]"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-rounds", type=int, default=5)
+    ap.add_argument("-anchors", default=os.path.join("..", "shared", "anchors"))
+    ap.add_argument("-raw", default="")
+    a = ap.parse_args()
+    anchors = os.path.join(a.anchors, "run")
+    if not os.access(anchors, os.X_OK):
+        sys.exit(f"anchors.py: no anchors at {anchors} (see -anchors)")
+    if a.raw:
+        os.makedirs(a.raw, exist_ok=True)
+    shmbench = os.path.join(os.environ.get("TMPDIR", "/tmp"), "shmbench-anchors")
+    subprocess.run(["go", "build", "-o", shmbench, "./cmd/shmbench"], check=True)
+    rounds = []
+    try:
+        for i in range(a.rounds):
+            sys.stderr.write(f"round {i + 1}/{a.rounds}\n")
+            figs = {}
+            parse_anchor(run([anchors, "floor", "limits", "peers"], a.raw, f"r{i}-anchors"), figs)
+            parse_shmbench(run([shmbench, "-json", "-only", SHMBENCH_ROWS], a.raw, f"r{i}-shmbench"), figs)
+            parse_shmipc(run([anchors, "shmipc", "-quick"], a.raw, f"r{i}-shmipc"), figs)
+            if i == 0:
+                parse_anchor(run([anchors, "lmdb"], a.raw, "r0-lmdb"), figs)
+            rounds.append(figs)
+    finally:
+        os.remove(shmbench)
+
+    print(f"{len(rounds)} interleaved rounds, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+          "median [min-max]; ratios are computed within each round, then summarized.\n")
+    print("| measure | shmkit | anchor | shmkit vs anchor | goal |")
+    print("|---|---|---|---|---|")
+    for label, mine, theirs, higher, goal in COMPARISONS:
+        xs = [r[mine] for r in rounds if mine in r]
+        ys = [r[theirs] for r in rounds if theirs in r]
+        # Rates: shmkit / anchor (2x is twice the anchor's rate). Times:
+        # shmkit / anchor too (1.8x is 1.8 times the anchor's time).
+        ratios = [r[mine] / r[theirs] for r in rounds if mine in r and theirs in r and r[theirs] > 0]
+        unit = "M/s" if higher else "ns"
+        print(f"| {label} | {spread(xs)} {unit} | {spread(ys)} {unit} | "
+              f"{spread(ratios, lambda x: f'{x:.2f}x')} | {goal} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -82,7 +82,7 @@ def parse_anchor(out, figs):
         f = line.split()
         if f and f[0] == "PERF":
             f = f[1:]
-        if len(f) >= 2 and re.match(r"^[a-z][a-z0-9_]*$", f[0]):
+        if len(f) >= 2 and re.match(r"^[a-z][A-Za-z0-9_]*$", f[0]):
             try:
                 figs["anchor:" + f[0]] = float(f[1])
             except ValueError:
@@ -111,8 +111,8 @@ def parse_shmbench(out, figs):
         rtt = r.get("rtt_ns") or {}
         if rtt.get("p50"):
             figs[f"shmbench:{n}:p50"] = rtt["p50"]
-        if rtt.get("best"):
-            figs[f"shmbench:{n}:best"] = rtt["best"]
+        if rtt.get("best_chunk_mean"):
+            figs[f"shmbench:{n}:best"] = rtt["best_chunk_mean"]
 
 
 def fmt(x):

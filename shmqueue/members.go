@@ -5,6 +5,7 @@ import (
 	stdsync "sync"
 	"time"
 
+	"github.com/shmkit/shmkit/internal/atomicx"
 	"github.com/shmkit/shmkit/internal/proc"
 )
 
@@ -88,11 +89,16 @@ func (q *futexQueue[T]) announce(lane int, w uint64) (int, error) {
 const lanesBusyLimit = time.Second
 
 // releaseLane clears (and so frees) a lane taken by announce; lane < 0 is
-// a no-op. The store is atomic (a release on every architecture): it must
-// not become visible before the seq stores that finished the claim.
+// a no-op. The store is a release store on every architecture (it must not
+// become visible before the seq stores that finished the claim), but not
+// an XCHG: the claim's last step, the CAS of a slot's sequence word,
+// already ordered everything before it, and peers only need to see the
+// lane free eventually (a lane that still looks busy only makes a waiter
+// wait a little longer before judging the claim). One locked instruction
+// less per item on each side.
 func (q *futexQueue[T]) releaseLane(lane int) {
 	if lane >= 0 {
-		q.me.lanes[lane].Store(0)
+		atomicx.StoreReleaseUint64(&q.me.lanes[lane], 0)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"unsafe"
 
+	"github.com/shmkit/shmkit/internal/atomicx"
 	"github.com/shmkit/shmkit/internal/crashpoint"
 	"github.com/shmkit/shmkit/internal/futex"
 	"github.com/shmkit/shmkit/internal/proc"
@@ -180,15 +181,15 @@ func KeeperTIDs() (tids []int32, robust bool) {
 // disabled into a fatal throw.
 func (m *Mutex) lock(ctx context.Context) error {
 	pid := uint(procPin())
-	if pid < maxPinnedP && loadAcquire32(&sharedOnly) == 0 {
+	if pid < maxPinnedP && atomicx.LoadAcquire32(&sharedOnly) == 0 {
 		k := firstSlot(pid)
-		if loadAcquire64(&k.head.ListOpPending) == 0 && loadAcquire32(&k.tid) != 0 {
-			storeRelease(&k.head.ListOpPending, uint64(uintptr(unsafe.Pointer(m))))
+		if atomicx.LoadAcquire64(&k.head.ListOpPending) == 0 && atomicx.LoadAcquire32(&k.tid) != 0 {
+			atomicx.StoreRelease64(&k.head.ListOpPending, uint64(uintptr(unsafe.Pointer(m))))
 			procUnpin()
 			// Only pid lives across the call: k and its TID (set once,
 			// before the keeper is used) are recomputed, not spilled.
 			k = firstSlot(pid)
-			if atomic.CompareAndSwapUint32(&m.word, 0, loadAcquire32(&k.tid)) {
+			if atomic.CompareAndSwapUint32(&m.word, 0, atomicx.LoadAcquire32(&k.tid)) {
 				m.took(k, slotSize+uintptr(pid)*(slotsPerP*slotSize))
 				if crashpoint.Enabled {
 					crashpoint.Hit("sync.mutex-acquired-not-linked")
@@ -196,7 +197,7 @@ func (m *Mutex) lock(ctx context.Context) error {
 				raceAcquire(&m.word)
 				return nil
 			}
-			storeRelease(&k.head.ListOpPending, 0)
+			atomicx.StoreRelease64(&k.head.ListOpPending, 0)
 			return m.lockSlow(ctx)
 		}
 	}
@@ -254,7 +255,7 @@ func (m *Mutex) acquire(old, bits uint32) bool {
 		i = 1 + uint(pid)*slotsPerP
 		k = &keepers.slots[i]
 		if atomic.LoadUint64(&k.head.ListOpPending) == 0 && atomic.LoadUint32(&k.tid) != 0 {
-			storeRelease(&k.head.ListOpPending, uint64(uintptr(unsafe.Pointer(m))))
+			atomicx.StoreRelease64(&k.head.ListOpPending, uint64(uintptr(unsafe.Pointer(m))))
 		} else {
 			k = nil
 		}
@@ -266,7 +267,7 @@ func (m *Mutex) acquire(old, bits uint32) bool {
 		}
 	}
 	if !atomic.CompareAndSwapUint32(&m.word, old, atomic.LoadUint32(&k.tid)|bits) {
-		storeRelease(&k.head.ListOpPending, 0)
+		atomicx.StoreRelease64(&k.head.ListOpPending, 0)
 		return false
 	}
 	m.took(k, uintptr(i)*slotSize)
@@ -299,7 +300,7 @@ func (m *Mutex) claimSlow() (*keeperSlot, uint) {
 				break
 			}
 			if atomic.LoadUint64(&k.head.ListOpPending) == 0 {
-				storeRelease(&k.head.ListOpPending, uint64(uintptr(unsafe.Pointer(m))))
+				atomicx.StoreRelease64(&k.head.ListOpPending, uint64(uintptr(unsafe.Pointer(m))))
 				procUnpin()
 				return k, base + j
 			}
@@ -349,8 +350,8 @@ func (m *Mutex) Unlock() {
 		k := (*keeperSlot)(unsafe.Add(unsafe.Pointer(&keepers.slots), off))
 		// Nested ifs, not &&: the compiler materializes a && chain as a
 		// bool and tests it again.
-		if loadAcquire64(&k.head.ListOpPending) == uint64(uintptr(unsafe.Pointer(m))) {
-			if atomic.LoadUint32(&m.word)&^futex.Waiters == loadAcquire32(&k.tid) {
+		if atomicx.LoadAcquire64(&k.head.ListOpPending) == uint64(uintptr(unsafe.Pointer(m))) {
+			if atomic.LoadUint32(&m.word)&^futex.Waiters == atomicx.LoadAcquire32(&k.tid) {
 				if atomic.LoadUint32(&m.state) != mutexInconsistent {
 					// The same steps as release, for this case.
 					raceRelease(&m.word)
@@ -358,7 +359,7 @@ func (m *Mutex) Unlock() {
 						crashpoint.Hit("sync.mutex-unlinked-not-released")
 					}
 					old := atomic.SwapUint32(&m.word, 0)
-					storeRelease(&k.head.ListOpPending, 0)
+					atomicx.StoreRelease64(&k.head.ListOpPending, 0)
 					if old&futex.Waiters != 0 {
 						m.wakeOne()
 					}
@@ -395,7 +396,7 @@ func (m *Mutex) release(newWord uint32) (old uint32, ok bool) {
 	old = atomic.SwapUint32(&m.word, newWord)
 	// A death right here leaves pending naming a word without the
 	// keeper's TID: the kernel then only wakes one waiter, harmlessly.
-	storeRelease(&k.head.ListOpPending, 0)
+	atomicx.StoreRelease64(&k.head.ListOpPending, 0)
 	return old, true
 }
 
@@ -419,7 +420,7 @@ func (m *Mutex) releaseScribbled(newWord uint32) (old uint32, ok bool) {
 			if o := slotOf(old & futex.TIDMask); o != nil && !backs(o, m) {
 				atomic.CompareAndSwapUint32(&m.word, old, newWord)
 			}
-			storeRelease(&k.head.ListOpPending, 0)
+			atomicx.StoreRelease64(&k.head.ListOpPending, 0)
 			return old, true
 		}
 	}
@@ -468,7 +469,7 @@ func listLock(entry uint64) {
 	}
 }
 
-func listUnlock() { storeRelease(&keepers.slots[0].head.ListOpPending, 0) }
+func listUnlock() { atomicx.StoreRelease64(&keepers.slots[0].head.ListOpPending, 0) }
 
 func (m *Mutex) acquireShared(old, bits uint32) bool {
 	ensureKeepers()
@@ -556,7 +557,7 @@ func ForgetRange(mem []byte) int {
 	for i := 1; i < numSlots; i++ {
 		k := &keepers.slots[i]
 		if p := atomic.LoadUint64(&k.head.ListOpPending); p >= lo && p < hi {
-			storeRelease(&k.head.ListOpPending, 0)
+			atomicx.StoreRelease64(&k.head.ListOpPending, 0)
 			forgot++
 		}
 	}

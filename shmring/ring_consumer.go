@@ -29,8 +29,19 @@ func (r *Ring[T]) Pop(ctx context.Context) (v T, err error) {
 }
 
 func (r *Ring[T]) guardedPop(ctx context.Context, v *T) (err error) {
-	defer r.guardC(&err, "pop", faultguard.Enable())
+	defer r.guardPopC(v, &err, "pop", faultguard.Enable())
 	return r.doPop(ctx, v)
+}
+
+// guardPopC is guardC for the guarded Pop and TryPop, which copy the item
+// straight into the caller's result: a fault in the middle of that copy
+// must not hand back half an item, so *v is zeroed when one is caught.
+func (r *Ring[T]) guardPopC(v *T, errp *error, op string, prev bool) {
+	if r.fg.Catch(recover(), errp, op) {
+		r.cstate = roleFaulted
+		*v = *new(T)
+	}
+	faultguard.Restore(prev)
 }
 
 func (r *Ring[T]) doPop(ctx context.Context, v *T) error {
@@ -65,7 +76,7 @@ func (r *Ring[T]) TryPop() (v T, ok bool) {
 }
 
 func (r *Ring[T]) guardedTryPop(v *T) (ok bool) {
-	defer r.guardC(nil, "pop", faultguard.Enable())
+	defer r.guardPopC(v, nil, "pop", faultguard.Enable())
 	return r.doTryPop(v)
 }
 

@@ -40,7 +40,7 @@ SHMBENCH_ROWS = (
 COMPARISONS = [
     ("Queue natural use, 8 B, Push per item in a child, Pop per item in the parent vs Boost message_queue 8 B",
      "shmbench:throughput/queue-futex-natural/8B:Mps", "anchor:boost_mq_8B_Mmsgs_per_s", True, ">= 3x"),
-    ("Ring Push/Pop 64 B (shmbench throughput/ring) vs a bare per-item ring in Go (throughput/spin-ring: slot copy + tail store)",
+    ("Ring Push/Pop 64 B (shmbench throughput/ring) vs a bare per-item ring in Go (throughput/spin-ring: slot copy + tail store, tight spin)",
      "shmbench:throughput/ring/64B:Mps", "shmbench:throughput/spin-ring/64B:Mps", True, "-"),
     ("Ring Push/Pop 64 B (shmipcvs shmkit_thr64_push) vs shmipc-go flushing every 64 (shmipc_thr64_flush64)",
      "shmipc:shmkit_thr64_push_msgs_per_s", "shmipc:shmipc_thr64_flush64_msgs_per_s", True, ">= 1.2x"),

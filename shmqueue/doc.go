@@ -86,8 +86,11 @@
 // then the seq store came before, so the repair CAS fails. Stale
 // announcements (a claimant whose CAS failed, or a dead process whose
 // member record was taken over) can only make a waiter wait longer, never
-// repair a live claim. Go's sync/atomic operations are sequentially
-// consistent, which is what this argument needs.
+// repair a live claim. The announcement, the CASes and the seq stores are
+// sync/atomic's (sequentially consistent); clearing a lane is a release
+// store (internal/atomicx), which is all the argument needs of it: it must
+// not become visible before the seq store, and a waiter that reads it as
+// cleared read it after the cursor that the claim's CAS moved.
 //
 // What a SIGKILL can lose or redeliver, exactly:
 //

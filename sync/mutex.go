@@ -25,8 +25,9 @@ type Mutex struct {
 	// next is the robust-list link: the address, in the holder's address
 	// space, of the next entry on the holder's keeper list (or of the list
 	// head). A lock held through a per-P keeper's pending slot is on no
-	// list: then next is that keeper's index (1..numSlots-1), Unlock's
-	// hint, which the kernel never reads. Meaningful only to the holder;
+	// list: then next is that keeper's byte offset in the keeper array (a
+	// multiple of 128 naming slot 1..numSlots-1), Unlock's hint, which the
+	// kernel never reads and Unlock checks before it believes. Meaningful only to the holder;
 	// only the holder writes it.
 	next uint64
 	// word is the futex word: 0 when free, else the holder's keeper TID

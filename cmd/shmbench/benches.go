@@ -34,7 +34,7 @@ func allBenches() []*bench {
 		tput("SysV message queue", "msgq", "2 procs", pick(500_000, 300_000), baselineThroughput(baseline.Msgq, size))
 		tput("POSIX message queue", "posix-mq", "2 procs", pick(300_000, 200_000), endpointThroughput("posix-mq", size))
 		tput("Go channel (in-process bound)", "chan", "goroutines", pick(10_000_000, 2_000_000), chanThroughputFor(size))
-		tput("bare per-item ring: slot copy + atomic tail store, spinning (floor)", "spin-ring", "2 procs", pick(10_000_000, 2_000_000), baselineSpinRing(size))
+		tput("bare per-item ring: slot copy + atomic tail store, tight spin (no library)", "spin-ring", "2 procs", pick(10_000_000, 2_000_000), baselineSpinRing(size))
 		tput("shmkit Ring Push/Pop", "ring", "2 procs", pick(10_000_000, 2_000_000), ringThroughput(size, "item"))
 		bs[len(bs)-1].anchor = fmt.Sprintf("throughput/spin-ring/%dB", size)
 		tput("shmkit Ring Claim/Publish, Peek/Advance (zero-copy)", "ring-batch", "2 procs", pick(20_000_000, 4_000_000), ringThroughput(size, "batch"))

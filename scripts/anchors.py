@@ -31,7 +31,7 @@ import time
 
 SHMBENCH_ROWS = (
     r"^(throughput/(queue-futex-natural/8B|msgq/8B|ring/64B|spin-ring/64B|chan/64B)"
-    r"|pingpong/(spin-word|ring-spin|ring-default)"
+    r"|pingpong/(spin-word|spin-ring|ring-spin|ring-default)"
     r"|map/(get|put|go-map-get|go-map-put)-1M/"
     r"|mutex/(robust/1proc|go/1goroutine))"
 )
@@ -52,6 +52,10 @@ COMPARISONS = [
      "shmbench:pingpong/ring-default:p50", "anchor:floor_spin_rtt_ns", False, "<= 1.3x"),
     ("Ring ping-pong RTT p50, SpinOnly (shmbench pingpong/ring-spin) vs C spin floor",
      "shmbench:pingpong/ring-spin:p50", "anchor:floor_spin_rtt_ns", False, "-"),
+    ("Bare ring pair RTT, mean (shmbench pingpong/spin-ring: slot + tail per hand-off, nothing else) vs C spin floor",
+     "shmbench:pingpong/spin-ring:mean", "anchor:floor_spin_rtt_ns", False, "-"),
+    ("Ring ping-pong RTT, best 1k, default policy vs the bare ring pair's best 1k (the protocol's own floor)",
+     "shmbench:pingpong/ring-default:best", "shmbench:pingpong/spin-ring:best", False, "-"),
     ("Robust Mutex lock+unlock (+ increment), uncontended, ns (shmbench mutex/robust/1proc) vs Boost interprocess_mutex",
      "shmbench:mutex/robust/1proc:ns", "anchor:boost_mutex_lock_unlock_ns", False, "<= 1.5x"),
     ("Map Get, 1 Mi keys 8 B -> 64 B, random (shmbench map/get-1M) vs Go map, same process",
@@ -109,6 +113,8 @@ def parse_shmbench(out, figs):
         if r["per_sec"]:
             figs[f"shmbench:{n}:ns"] = 1e9 / r["per_sec"]
         rtt = r.get("rtt_ns") or {}
+        if rtt.get("mean"):
+            figs[f"shmbench:{n}:mean"] = rtt["mean"]
         if rtt.get("p50"):
             figs[f"shmbench:{n}:p50"] = rtt["p50"]
         if rtt.get("best_chunk_mean"):

@@ -25,7 +25,7 @@ func TestAll(t *testing.T) {
 		}
 		t.Log(r)
 	}
-	for _, f := range []func(int) (Result, error){SpinPingPong, FutexPingPong} {
+	for _, f := range []func(int) (Result, error){SpinPingPong, FutexPingPong, SpinRingPingPong} {
 		r, err := f(100)
 		if err != nil {
 			t.Fatal(err)

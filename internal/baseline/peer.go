@@ -22,6 +22,7 @@ var builtinPeers = map[string]struct {
 	"spin-echo":      {1, func(a []int) error { return spinEcho(a[0]) }},
 	"futex-echo":     {1, func(a []int) error { return futexEcho(a[0]) }},
 	"spin-ring-sink": {2, func(a []int) error { return spinRingSink(a[0], a[1]) }},
+	"spin-ring-echo": {1, func(a []int) error { return spinRingEcho(a[0]) }},
 }
 
 // runPeer runs the child side of a measurement.

@@ -157,3 +157,102 @@ func spinRingSink(count, size int) error {
 	}
 	return nil
 }
+
+// SpinRingPingPong is the bare per-item ring's round trip: two rings of 16
+// 8-byte slots in one memfd, this process pushing item i on one and the
+// child echoing it back on the other, each side spinning on the tail it
+// reads, then copying the slot out and storing its head, as a Ring
+// ping-pong does per hand-off and with nothing else. It is the floor of
+// the Ring ping-pong rows for this protocol: a hand-off moves the slot's
+// cache line and the tail's, where the bare word ping-pong (SpinPingPong)
+// moves one.
+func SpinRingPingPong(count int) (Result, error) {
+	res := Result{Name: "spin-ring", Kind: "pingpong", Count: count, Size: 8}
+	if count < 1 {
+		return res, fmt.Errorf("baseline: count %d must be positive", count)
+	}
+	seg, err := segment.Create("memfd:shmkit-baseline-spin-ring-pp", 4*4096)
+	if err != nil {
+		return res, err
+	}
+	defer seg.Close()
+	ping, pong, err := openRingPair(seg)
+	if err != nil {
+		return res, err
+	}
+	p, err := startPeer("spin-ring-echo", []*os.File{seg.File()}, strconv.Itoa(count))
+	if err != nil {
+		return res, err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for atomic.LoadUint64(&ping.ctl.ready) == 0 {
+		if time.Now().After(deadline) {
+			p.Kill()
+			return res, fmt.Errorf("baseline: spin ring echo peer not ready")
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	var sw Stopwatch
+	sw.Start()
+	for i := uint64(0); i < uint64(count); i++ {
+		ping.push(i)
+		if got := pong.pop(i); got != i {
+			p.Kill()
+			return res, fmt.Errorf("baseline: spin ring echo returned %d for %d", got, i)
+		}
+		sw.Tick()
+	}
+	res.Elapsed, res.Best = sw.Elapsed(), sw.Best()
+	return res, p.wait(peerTimeout)
+}
+
+const pairSlots = 16
+
+// openRingPair views seg (four pages) as two 16-slot rings: controls in
+// pages 0 and 1, slots in pages 2 and 3.
+func openRingPair(seg *segment.Segment) (ping, pong spinRing, err error) {
+	b := seg.Bytes()
+	for i, r := range []*spinRing{&ping, &pong} {
+		if r.ctl, err = mem.Ptr[spinRingControl](b[i*4096:]); err != nil {
+			return ping, pong, err
+		}
+		r.data = b[(2+i)*4096 : (3+i)*4096]
+	}
+	return ping, pong, nil
+}
+
+// push stores v in slot pos and publishes it (the ring never fills: one
+// item is in flight at a time).
+func (r spinRing) push(v uint64) {
+	binary.LittleEndian.PutUint64(r.data[(v%pairSlots)*8:], v)
+	atomic.StoreUint64(&r.ctl.tail, v+1)
+}
+
+// pop spins until item pos is published, copies it out and releases it.
+func (r spinRing) pop(pos uint64) uint64 {
+	for spins := 0; atomic.LoadUint64(&r.ctl.tail) <= pos; spins++ {
+		if spins&4095 == 4095 {
+			_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)
+		}
+	}
+	v := binary.LittleEndian.Uint64(r.data[(pos%pairSlots)*8:])
+	atomic.StoreUint64(&r.ctl.head, pos+1)
+	return v
+}
+
+func spinRingEcho(count int) error {
+	seg, err := segment.Open("fd:3")
+	if err != nil {
+		return err
+	}
+	defer seg.Close()
+	ping, pong, err := openRingPair(seg)
+	if err != nil {
+		return err
+	}
+	atomic.StoreUint64(&ping.ctl.ready, 1)
+	for i := uint64(0); i < uint64(count); i++ {
+		pong.push(ping.pop(i))
+	}
+	return nil
+}

@@ -26,10 +26,10 @@ import (
 // It is the protocol shmring's Push/Pop runs per item, so the ratio of a
 // Ring row to this one shows what the library adds. It is not a floor:
 // its tight spin re-reads the tail the moment it has caught up, taking the
-// tail's cache line from the producer on every look, and where the
-// consumer is mostly caught up (8-byte items, or 1 KiB ones, whose copy
-// slows the producer) the Ring's waiter, which does more per look, gets
-// more through. The anchors' C SPSC ring is different again: it publishes
+// tail's cache line from the producer on every look; with 8-byte items the
+// Ring's waiter, which does more per look, gets more through, and with
+// 1 KiB items the bare ring swings far above and far below the Ring from
+// run to run. The anchors' C SPSC ring is different again: it publishes
 // a whole batch with one store.
 func SpinRing(count, size int) (Result, error) {
 	res := Result{Name: "spin-ring", Kind: "throughput", Count: count, Size: size}

@@ -49,13 +49,8 @@ func SpinRing(count, size int) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for atomic.LoadUint64(&ring.ctl.ready) == 0 {
-		if time.Now().After(deadline) {
-			p.Kill()
-			return res, fmt.Errorf("baseline: spin ring peer not ready")
-		}
-		time.Sleep(100 * time.Microsecond)
+	if err := awaitReady(p, &ring.ctl.ready); err != nil {
+		return res, err
 	}
 	var item [spinRingMaxItem]byte
 	start := time.Now()
@@ -91,6 +86,20 @@ func SpinRing(count, size int) (Result, error) {
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// awaitReady waits up to 30 s for peer p to set *ready (it does once it
+// has mapped the segment), killing it if it does not.
+func awaitReady(p *peer, ready *uint64) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for atomic.LoadUint64(ready) == 0 {
+		if time.Now().After(deadline) {
+			p.Kill()
+			return fmt.Errorf("baseline: peer %d not ready after 30s", p.Pid())
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	return nil
 }
 
 const (
@@ -184,13 +193,8 @@ func SpinRingPingPong(count int) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for atomic.LoadUint64(&ping.ctl.ready) == 0 {
-		if time.Now().After(deadline) {
-			p.Kill()
-			return res, fmt.Errorf("baseline: spin ring echo peer not ready")
-		}
-		time.Sleep(100 * time.Microsecond)
+	if err := awaitReady(p, &ping.ctl.ready); err != nil {
+		return res, err
 	}
 	var sw Stopwatch
 	sw.Start()

@@ -244,27 +244,13 @@ func (m *Mutex) recordOwner(owner, start uint64) {
 }
 
 // acquire CASes m's word from old to (a keeper TID | bits), registered with
-// a keeper, and reports whether the CAS succeeded. It tries the P's first
-// keeper as lock does, then the P's other keepers (claimSlow) and, with all
-// of them busy, the shared list.
+// a keeper of the current P (claimSlow) or, with all of them busy, on the
+// shared list, and reports whether the CAS succeeded. It is the path of
+// every locking call but lock's fast path for a free word.
 func (m *Mutex) acquire(old, bits uint32) bool {
-	var k *keeperSlot
-	var i uint
-	pid := procPin()
-	if uint(pid) < maxPinnedP && atomic.LoadUint32(&sharedOnly) == 0 {
-		i = 1 + uint(pid)*slotsPerP
-		k = &keepers.slots[i]
-		if atomic.LoadUint64(&k.head.ListOpPending) == 0 && atomic.LoadUint32(&k.tid) != 0 {
-			atomicx.StoreRelease64(&k.head.ListOpPending, uint64(uintptr(unsafe.Pointer(m))))
-		} else {
-			k = nil
-		}
-	}
-	procUnpin()
+	k, i := m.claimSlow()
 	if k == nil {
-		if k, i = m.claimSlow(); k == nil {
-			return m.acquireShared(old, bits)
-		}
+		return m.acquireShared(old, bits)
 	}
 	if !atomic.CompareAndSwapUint32(&m.word, old, atomic.LoadUint32(&k.tid)|bits) {
 		atomicx.StoreRelease64(&k.head.ListOpPending, 0)
@@ -278,9 +264,9 @@ func (m *Mutex) acquire(old, bits uint32) bool {
 	return true
 }
 
-// claimSlow claims (stores m's address in the pending slot of) a keeper of
-// the current P, spawning keepers as needed, and returns it and its index;
-// or nil when m must go on the shared list.
+// claimSlow claims (stores m's address in the pending slot of) the first
+// free keeper of the current P, spawning keepers as needed, and returns it
+// and its index; or nil when m must go on the shared list.
 func (m *Mutex) claimSlow() (*keeperSlot, uint) {
 	if atomic.LoadUint32(&sharedOnly) != 0 {
 		return nil, 0

@@ -68,23 +68,13 @@ func (m *Map[K, V]) Get(k K) (v V, ok bool) {
 	return v, ok
 }
 
-// getGuarded is Get on a WithFaultGuard handle: the same steps, under the
-// fault guard (kept out of Get's own frame, see above).
+// getGuarded is Get on a WithFaultGuard handle: load's steps (the same
+// optimistic attempts, then the lock) under the fault guard, kept out of
+// Get's own frame (see above).
 func (m *Map[K, V]) getGuarded(k K) (v V, ok bool) {
 	defer m.guardRead(&v, &ok, nil, "get", faultguard.Enable())
 	if m.closed.Load() || m.fg.Faulted() {
 		return v, false
-	}
-	tag, sh := m.tagOf(&k)
-	ctl := m.ctl(sh)
-	if start := ctl.seqStart(); start&1 == 0 {
-		idx, found := m.probe(sh, tag, &k)
-		if found {
-			v = m.slots[idx].Val
-		}
-		if !ctl.Seq.Retry(start) && atomic.LoadUint32(&ctl.RedoOp) == opNone {
-			return v, found
-		}
 	}
 	v, ok, _ = m.load(&k)
 	return v, ok

@@ -28,20 +28,16 @@ func (r *Ring[T]) Pop(ctx context.Context) (v T, err error) {
 	return v, err
 }
 
+// guardedPop copies the item into a local first: a fault in the middle of
+// the copy from the slot must not hand back half an item, and only a
+// complete one reaches *v.
 func (r *Ring[T]) guardedPop(ctx context.Context, v *T) (err error) {
-	defer r.guardPopC(v, &err, "pop", faultguard.Enable())
-	return r.doPop(ctx, v)
-}
-
-// guardPopC is guardC for the guarded Pop and TryPop, which copy the item
-// straight into the caller's result: a fault in the middle of that copy
-// must not hand back half an item, so *v is zeroed when one is caught.
-func (r *Ring[T]) guardPopC(v *T, errp *error, op string, prev bool) {
-	if r.fg.Catch(recover(), errp, op) {
-		r.cstate = roleFaulted
-		*v = *new(T)
+	defer r.guardC(&err, "pop", faultguard.Enable())
+	var w T
+	if err = r.doPop(ctx, &w); err == nil {
+		*v = w
 	}
-	faultguard.Restore(prev)
+	return err
 }
 
 func (r *Ring[T]) doPop(ctx context.Context, v *T) error {
@@ -75,9 +71,14 @@ func (r *Ring[T]) TryPop() (v T, ok bool) {
 	return v, ok
 }
 
+// guardedTryPop copies into a local first, as guardedPop does.
 func (r *Ring[T]) guardedTryPop(v *T) (ok bool) {
-	defer r.guardPopC(v, nil, "pop", faultguard.Enable())
-	return r.doTryPop(v)
+	defer r.guardC(nil, "pop", faultguard.Enable())
+	var w T
+	if ok = r.doTryPop(&w); ok {
+		*v = w
+	}
+	return ok
 }
 
 func (r *Ring[T]) doTryPop(v *T) bool {

@@ -14,7 +14,7 @@ type bigItem [16384]byte
 
 // A Pop/TryPop whose copy faults (truncated segment) must return the zero
 // value with the error, not a half-copied item.
-func TestReviewFaultedPopZeroValue(t *testing.T) {
+func TestFaultedPopZeroValue(t *testing.T) {
 	for _, try := range []bool{false, true} {
 		path := filepath.Join(t.TempDir(), "torn")
 		spec := "file:" + path

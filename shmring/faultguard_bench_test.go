@@ -33,6 +33,13 @@ func BenchmarkFaultGuard(b *testing.B) {
 		return r
 	}
 	msg := make([]byte, 16)
+	// The public methods run twice: by default, and on a WithFaultGuard
+	// handle.
+	public := []struct {
+		name string
+		opts []Option
+	}{{"default", nil}, {"WithFaultGuard", []Option{WithFaultGuard()}}}
+
 	b.Run("PushPop/do", func(b *testing.B) {
 		r := ring(b)
 		var v uint64
@@ -42,20 +49,15 @@ func BenchmarkFaultGuard(b *testing.B) {
 			_ = r.doPop(ctx, &v)
 		}
 	})
-	b.Run("PushPop/default", func(b *testing.B) {
-		r := ring(b)
-		for i := range b.N {
-			_ = r.Push(ctx, uint64(i))
-			_, _ = r.Pop(ctx)
-		}
-	})
-	b.Run("PushPop/WithFaultGuard", func(b *testing.B) {
-		r := ring(b, WithFaultGuard())
-		for i := range b.N {
-			_ = r.Push(ctx, uint64(i))
-			_, _ = r.Pop(ctx)
-		}
-	})
+	for _, g := range public {
+		b.Run("PushPop/"+g.name, func(b *testing.B) {
+			r := ring(b, g.opts...)
+			for i := range b.N {
+				_ = r.Push(ctx, uint64(i))
+				_, _ = r.Pop(ctx)
+			}
+		})
+	}
 	b.Run("TryPushPop/do", func(b *testing.B) {
 		r := ring(b)
 		var v uint64
@@ -65,20 +67,15 @@ func BenchmarkFaultGuard(b *testing.B) {
 			r.doTryPop(&v)
 		}
 	})
-	b.Run("TryPushPop/default", func(b *testing.B) {
-		r := ring(b)
-		for i := range b.N {
-			r.TryPush(uint64(i))
-			r.TryPop()
-		}
-	})
-	b.Run("TryPushPop/WithFaultGuard", func(b *testing.B) {
-		r := ring(b, WithFaultGuard())
-		for i := range b.N {
-			r.TryPush(uint64(i))
-			r.TryPop()
-		}
-	})
+	for _, g := range public {
+		b.Run("TryPushPop/"+g.name, func(b *testing.B) {
+			r := ring(b, g.opts...)
+			for i := range b.N {
+				r.TryPush(uint64(i))
+				r.TryPop()
+			}
+		})
+	}
 	b.Run("ClaimPublishPeekAdvance/do", func(b *testing.B) {
 		r := ring(b)
 		for i := range b.N {
@@ -90,28 +87,19 @@ func BenchmarkFaultGuard(b *testing.B) {
 			_ = r.doAdvance(1)
 		}
 	})
-	b.Run("ClaimPublishPeekAdvance/default", func(b *testing.B) {
-		r := ring(b)
-		for i := range b.N {
-			s, _ := r.Claim(1)
-			s[0] = uint64(i)
-			_ = r.Publish(1)
-			p, _ := r.Peek(1)
-			_ = p[0]
-			_ = r.Advance(1)
-		}
-	})
-	b.Run("ClaimPublishPeekAdvance/WithFaultGuard", func(b *testing.B) {
-		r := ring(b, WithFaultGuard())
-		for i := range b.N {
-			s, _ := r.Claim(1)
-			s[0] = uint64(i)
-			_ = r.Publish(1)
-			p, _ := r.Peek(1)
-			_ = p[0]
-			_ = r.Advance(1)
-		}
-	})
+	for _, g := range public {
+		b.Run("ClaimPublishPeekAdvance/"+g.name, func(b *testing.B) {
+			r := ring(b, g.opts...)
+			for i := range b.N {
+				s, _ := r.Claim(1)
+				s[0] = uint64(i)
+				_ = r.Publish(1)
+				p, _ := r.Peek(1)
+				_ = p[0]
+				_ = r.Advance(1)
+			}
+		})
+	}
 	b.Run("ByteWriteRead/do", func(b *testing.B) {
 		r := bytes(b)
 		for range b.N {
@@ -120,20 +108,14 @@ func BenchmarkFaultGuard(b *testing.B) {
 			_ = r.doRelease()
 		}
 	})
-	b.Run("ByteWriteRead/default", func(b *testing.B) {
-		r := bytes(b)
-		for range b.N {
-			_ = r.Write(ctx, msg)
-			_, _ = r.Read()
-			_ = r.Release()
-		}
-	})
-	b.Run("ByteWriteRead/WithFaultGuard", func(b *testing.B) {
-		r := bytes(b, WithFaultGuard())
-		for range b.N {
-			_ = r.Write(ctx, msg)
-			_, _ = r.Read()
-			_ = r.Release()
-		}
-	})
+	for _, g := range public {
+		b.Run("ByteWriteRead/"+g.name, func(b *testing.B) {
+			r := bytes(b, g.opts...)
+			for range b.N {
+				_ = r.Write(ctx, msg)
+				_, _ = r.Read()
+				_ = r.Release()
+			}
+		})
+	}
 }

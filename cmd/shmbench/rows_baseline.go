@@ -67,28 +67,21 @@ type channelKit struct {
 func newChannelKit(kind string, size int) (*channelKit, error) {
 	switch kind {
 	case "pipe":
-		r1, w1, err := os.Pipe()
+		pr, pw, cr, cw, err := baseline.PipePair()
 		if err != nil {
-			return nil, err
-		}
-		r2, w2, err := os.Pipe()
-		if err != nil {
-			r1.Close()
-			w1.Close()
 			return nil, err
 		}
 		return &channelKit{
-			parent:      streamEndpoint(r2, w1),
-			childFiles:  []*os.File{r1, w2},
-			closeChild:  func() { r1.Close(); w2.Close() },
-			closeParent: func() { r2.Close(); w1.Close() },
+			parent:      streamEndpoint(pr, pw),
+			childFiles:  []*os.File{cr, cw},
+			closeChild:  func() { cr.Close(); cw.Close() },
+			closeParent: func() { pr.Close(); pw.Close() },
 		}, nil
 	case "unix":
-		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		a, b, err := baseline.SocketPair()
 		if err != nil {
-			return nil, fmt.Errorf("socketpair: %w", err)
+			return nil, err
 		}
-		a, b := os.NewFile(uintptr(fds[0]), "sock-parent"), os.NewFile(uintptr(fds[1]), "sock-child")
 		return &channelKit{
 			parent:      streamEndpoint(a, a),
 			childFiles:  []*os.File{b, b},

@@ -22,29 +22,21 @@ type channel struct {
 func newChannel(tr Transport) (*channel, error) {
 	switch tr {
 	case Pipe, PipeBuffered:
-		// Parent -> child on one pipe, child -> parent on another.
-		r1, w1, err := os.Pipe()
+		pr, pw, cr, cw, err := PipePair()
 		if err != nil {
 			return nil, err
 		}
-		r2, w2, err := os.Pipe()
-		if err != nil {
-			r1.Close()
-			w1.Close()
-			return nil, err
-		}
-		return &channel{w: w1, rd: r2, child: []*os.File{r1, w2}, close: func() {
-			r1.Close()
-			w1.Close()
-			r2.Close()
-			w2.Close()
+		return &channel{w: pw, rd: pr, child: []*os.File{cr, cw}, close: func() {
+			pr.Close()
+			pw.Close()
+			cr.Close()
+			cw.Close()
 		}}, nil
 	case Unix, UnixBuffered:
-		fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+		a, b, err := SocketPair()
 		if err != nil {
-			return nil, fmt.Errorf("baseline: socketpair: %w", err)
+			return nil, err
 		}
-		a, b := os.NewFile(uintptr(fds[0]), "sock-parent"), os.NewFile(uintptr(fds[1]), "sock-child")
 		// The child reads and writes the same socket: pass it twice.
 		return &channel{w: a, rd: a, child: []*os.File{b, b}, close: func() {
 			a.Close()
@@ -52,6 +44,33 @@ func newChannel(tr Transport) (*channel, error) {
 		}}, nil
 	}
 	return nil, fmt.Errorf("baseline: unknown transport %q", tr)
+}
+
+// PipePair makes the two pipes of a parent-child byte channel: the parent
+// reads pr and writes pw; the child gets cr (to read what the parent
+// writes) and cw (to write what the parent reads).
+func PipePair() (pr, pw, cr, cw *os.File, err error) {
+	cr, pw, err = os.Pipe() // parent -> child
+	if err != nil {
+		return nil, nil, nil, nil, err
+	}
+	pr, cw, err = os.Pipe() // child -> parent
+	if err != nil {
+		cr.Close()
+		pw.Close()
+		return nil, nil, nil, nil, err
+	}
+	return pr, pw, cr, cw, nil
+}
+
+// SocketPair makes a connected pair of Unix stream sockets (close-on-exec):
+// the parent's end and the end to hand to the child.
+func SocketPair() (parent, child *os.File, err error) {
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, fmt.Errorf("baseline: socketpair: %w", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "sock-parent"), os.NewFile(uintptr(fds[1]), "sock-child"), nil
 }
 
 func buffered(tr Transport) bool { return tr == PipeBuffered || tr == UnixBuffered }

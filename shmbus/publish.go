@@ -35,13 +35,8 @@ func (b *Bus[T]) Publish(ctx context.Context, v T) (err error) {
 				return b.errf("publish", err)
 			}
 		}
-		b.slots[t&(b.cap-1)] = v
-	} else {
-		storeSlot(&b.oslots[t&(b.cap-1)], t+1, &v)
 	}
-	b.tail = t + 1
-	b.ctl.tail.Store(t + 1)
-	b.ctl.notEmpty.Notify()
+	b.put(t, &v)
 	return nil
 }
 
@@ -67,14 +62,23 @@ func (b *Bus[T]) TryPublish(v T) (err error) {
 				return ErrFull
 			}
 		}
-		b.slots[t&(b.cap-1)] = v
+	}
+	b.put(t, &v)
+	return nil
+}
+
+// put stores v at position t, which the caller found room for, and
+// publishes it: the slot (Overwrite: with its sequence word), the tail,
+// and a wake for parked subscribers.
+func (b *Bus[T]) put(t uint64, v *T) {
+	if b.slots != nil {
+		b.slots[t&(b.cap-1)] = *v
 	} else {
-		storeSlot(&b.oslots[t&(b.cap-1)], t+1, &v)
+		storeSlot(&b.oslots[t&(b.cap-1)], t+1, v)
 	}
 	b.tail = t + 1
 	b.ctl.tail.Store(t + 1)
 	b.ctl.notEmpty.Notify()
-	return nil
 }
 
 // CloseWrites marks the bus closed for writes: subscribers read what is

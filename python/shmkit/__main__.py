@@ -75,20 +75,28 @@ def dump(spec: str) -> dict:
 def follow(spec: str, n: Optional[int], oldest: bool, timeout: float) -> int:
     with structures.Bus.open(spec) as bus:
         rd = bus.reader(from_oldest=oldest)
-        print(json.dumps({"ready": True, "cursor": rd.cursor}), flush=True)
-        got = 0
-        while n is None or got < n:
-            try:
-                m = rd.next(timeout=timeout)
-            except structures.Lagged as e:
-                print(json.dumps({"lagged": e.missed}), flush=True)
-                continue
-            except structures.Closed:
-                break
-            print(json.dumps(plain(m)), flush=True)
-            got += 1
+        got = print_bus(rd, n, timeout)
         print(json.dumps({"done": got, "missed": rd.missed}), flush=True)
     return 0
+
+
+def print_bus(sub, n: Optional[int], timeout: float) -> int:
+    """Prints "ready", then up to n messages of bus subscriber sub (all,
+    if n is None) as JSON lines, a line for each lap it is told of, until
+    the bus is closed and drained; returns how many it printed."""
+    print(json.dumps({"ready": True, "cursor": sub.cursor}), flush=True)
+    got = 0
+    while n is None or got < n:
+        try:
+            m = sub.next(timeout=timeout)
+        except structures.Lagged as e:
+            print(json.dumps({"lagged": e.missed}), flush=True)
+            continue
+        except structures.Closed:
+            break
+        print(json.dumps(plain(m)), flush=True)
+        got += 1
+    return got
 
 
 def consume(spec: str, n: Optional[int], timeout: float) -> int:
@@ -109,18 +117,7 @@ def consume(spec: str, n: Optional[int], timeout: float) -> int:
                 got += 1
     elif kind == KIND_BUS:
         with native.BusSubscriber.open(spec) as s:
-            print(json.dumps({"ready": True, "cursor": s.cursor}), flush=True)
-            got = 0
-            while n is None or got < n:
-                try:
-                    m = s.next(timeout=timeout)
-                except structures.Lagged as e:
-                    print(json.dumps({"lagged": e.missed}), flush=True)
-                    continue
-                except structures.Closed:
-                    break
-                print(json.dumps(plain(m)), flush=True)
-                got += 1
+            got = print_bus(s, n, timeout)
     else:
         raise SystemExit(f"{spec}: a {kind_name} cannot be consumed")
     print(json.dumps({"done": got}), flush=True)

@@ -60,6 +60,7 @@ from .structures import (
     Closed,
     Lagged,
     Ring,
+    Subscriber,
 )
 
 __all__ = ["NativeUnavailable", "RoleTaken", "RingConsumer", "BusSubscriber", "library", "USES_HEADER"]
@@ -327,7 +328,7 @@ class PyRingConsumer:
 STATE_FREE, STATE_ANON = 0, 1
 
 
-class PyBusSubscriber:
+class PyBusSubscriber(Subscriber):
     """An anonymous subscriber of a shmbus.Bus[T], in the subscriber table
     like a Go one: a Block publisher waits for it (and skips it once its
     process is dead), and it is woken by the publisher's notify."""
@@ -492,16 +493,6 @@ class PyBusSubscriber:
                 return data
         raise self._lagged()
 
-    def next(self, timeout: Optional[float] = None) -> Any:
-        return self.bus.type.codec.decode(self.next_raw(timeout))
-
-    def __iter__(self):
-        while True:
-            try:
-                yield self.next()
-            except Closed:
-                return
-
     def close(self) -> None:
         if self._done:
             return
@@ -617,7 +608,7 @@ class HeaderRingConsumer:
         self.close()
 
 
-class HeaderBusSubscriber:
+class HeaderBusSubscriber(Subscriber):
     """An anonymous subscriber of a shmbus.Bus[T], through shmkit.h's
     shmkit_bus_* (joins the subscriber table: a Block publisher waits for
     it; leaves the table at close)."""
@@ -659,16 +650,6 @@ class HeaderBusSubscriber:
         if rc < 0:
             raise _c_error(self.bus.seg.spec, rc)
         return self._buf.raw
-
-    def next(self, timeout: Optional[float] = None) -> Any:
-        return self.bus.type.codec.decode(self.next_raw(timeout))
-
-    def __iter__(self):
-        while True:
-            try:
-                yield self.next()
-            except Closed:
-                return
 
     def close(self) -> None:
         if self._h:

@@ -501,7 +501,30 @@ class Bus(_Handle):
         return _numpy_view(self.seg, self.type, self.data, self.cap)
 
 
-class BusReader:
+class Subscriber:
+    """What every bus reader (BusReader here; native's PyBusSubscriber and
+    HeaderBusSubscriber) builds on its next_raw and its bus: decoding, and
+    iteration until the bus is closed and drained."""
+
+    bus: "Bus"
+
+    def next_raw(self, timeout: Optional[float] = None) -> bytes:
+        raise NotImplementedError
+
+    def next(self, timeout: Optional[float] = None) -> Any:
+        """next_raw, decoded."""
+        return self.bus.type.codec.decode(self.next_raw(timeout))
+
+    def __iter__(self) -> Iterator[Any]:
+        """Messages until the bus is closed and drained (Lagged propagates)."""
+        while True:
+            try:
+                yield self.next()
+            except Closed:
+                return
+
+
+class BusReader(Subscriber):
     """Follows a bus from a private cursor, reading in place and never
     writing. A message is returned only if it was certainly not being
     overwritten while it was copied; otherwise next() raises Lagged (the
@@ -567,14 +590,3 @@ class BusReader:
             time.sleep(delay)
             delay = min(delay * 2, self.poll_interval)
 
-    def next(self, timeout: Optional[float] = None) -> Any:
-        """next_raw, decoded."""
-        return self.bus.type.codec.decode(self.next_raw(timeout))
-
-    def __iter__(self) -> Iterator[Any]:
-        """Messages until the bus is closed and drained (Lagged propagates)."""
-        while True:
-            try:
-                yield self.next()
-            except Closed:
-                return

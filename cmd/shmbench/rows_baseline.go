@@ -235,13 +235,10 @@ func endpointThroughput(kind string, size int) func(runConfig, int) (outcome, er
 		if err != nil {
 			return outcome{}, err
 		}
-		if err := t.ready(); err != nil {
-			return outcome{}, t.fail(err)
-		}
 		msg := make([]byte, size)
-		start := time.Now()
-		if err := t.start(); err != nil {
-			return outcome{}, t.fail(err)
+		start, err := t.launch()
+		if err != nil {
+			return outcome{}, err
 		}
 		for i := range n {
 			msg[0] = byte(i)
@@ -294,11 +291,8 @@ func endpointPingPong(kind string) func(runConfig, int) (outcome, error) {
 		if err != nil {
 			return outcome{}, err
 		}
-		if err := t.ready(); err != nil {
-			return outcome{}, t.fail(err)
-		}
-		if err := t.start(); err != nil {
-			return outcome{}, t.fail(err)
+		if _, err := t.launch(); err != nil {
+			return outcome{}, err
 		}
 		msg := make([]byte, size)
 		rtts := make([]time.Duration, n)

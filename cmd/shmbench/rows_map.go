@@ -118,12 +118,9 @@ func runWorkers(cfg runConfig, role string, files []*os.File, args [][]string, t
 	if err != nil {
 		return outcome{}, err
 	}
-	if err := t.ready(); err != nil {
-		return outcome{}, t.fail(err)
-	}
-	start := time.Now()
-	if err := t.start(); err != nil {
-		return outcome{}, t.fail(err)
+	start, err := t.launch()
+	if err != nil {
+		return outcome{}, err
 	}
 	done, err := t.expect(tagDone, len(args))
 	if err != nil {

@@ -82,12 +82,9 @@ func queueThroughput(backend string, producers, consumers int) func(runConfig, i
 		if err != nil {
 			return outcome{}, err
 		}
-		if err := t.ready(); err != nil {
-			return outcome{}, t.fail(err)
-		}
-		start := time.Now()
-		if err := t.start(); err != nil {
-			return outcome{}, t.fail(err)
+		start, err := t.launch()
+		if err != nil {
+			return outcome{}, err
 		}
 		var pushed, popped uint64
 		for pDone, cDone := 0, 0; cDone < consumers; {
@@ -218,13 +215,10 @@ func queueNatural(backend string) func(runConfig, int) (outcome, error) {
 		if err != nil {
 			return outcome{}, err
 		}
-		if err := t.ready(); err != nil {
-			return outcome{}, t.fail(err)
-		}
 		ctx := context.Background()
-		start := time.Now()
-		if err := t.start(); err != nil {
-			return outcome{}, t.fail(err)
+		start, err := t.launch()
+		if err != nil {
+			return outcome{}, err
 		}
 		for i := range uint64(n) {
 			v, err := q.Pop(ctx)

@@ -117,13 +117,10 @@ func ringProduce[T any](cfg runConfig, size int, mode string, n int, mk func(uin
 	if err != nil {
 		return outcome{}, err
 	}
-	if err := t.ready(); err != nil {
-		return outcome{}, t.fail(err)
-	}
 	ctx := context.Background()
-	start := time.Now()
-	if err := t.start(); err != nil {
-		return outcome{}, t.fail(err)
+	start, err := t.launch()
+	if err != nil {
+		return outcome{}, err
 	}
 	switch mode {
 	case "item":
@@ -197,14 +194,11 @@ func byteRingThroughput(size int) func(runConfig, int) (outcome, error) {
 		if err != nil {
 			return outcome{}, err
 		}
-		if err := t.ready(); err != nil {
-			return outcome{}, t.fail(err)
-		}
 		ctx := context.Background()
 		msg := make([]byte, size)
-		start := time.Now()
-		if err := t.start(); err != nil {
-			return outcome{}, t.fail(err)
+		start, err := t.launch()
+		if err != nil {
+			return outcome{}, err
 		}
 		for i := range n {
 			msg[0] = byte(i)
@@ -295,11 +289,8 @@ type pingPonger interface {
 // timePingPong starts team t, which echoes every item from ping to pong,
 // and times n round trips one by one.
 func timePingPong(t *team, n int, ping, pong pingPonger) (outcome, error) {
-	if err := t.ready(); err != nil {
-		return outcome{}, t.fail(err)
-	}
-	if err := t.start(); err != nil {
-		return outcome{}, t.fail(err)
+	if _, err := t.launch(); err != nil {
+		return outcome{}, err
 	}
 	ctx := context.Background()
 	rtts := make([]time.Duration, n)

@@ -94,6 +94,20 @@ func (t *team) ready() error {
 	return err
 }
 
+// launch waits until every child is ready, then releases them all and
+// returns the time it did so (a row's clock starts there); on failure it
+// kills the team (see fail).
+func (t *team) launch() (time.Time, error) {
+	if err := t.ready(); err != nil {
+		return time.Time{}, t.fail(err)
+	}
+	start := time.Now()
+	if err := t.start(); err != nil {
+		return time.Time{}, t.fail(err)
+	}
+	return start, nil
+}
+
 // start releases every child at once.
 func (t *team) start() error {
 	buf := make([]byte, len(t.peers))

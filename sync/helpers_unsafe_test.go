@@ -1,6 +1,7 @@
 package sync_test
 
 import (
+	"sync/atomic"
 	"testing"
 	"unsafe"
 
@@ -40,6 +41,9 @@ type shared struct {
 
 	// SeqCount test data: two words that must always be equal.
 	A, B uint64
+
+	// Published cursors of the lost-wake test (Notifier.Publish).
+	Pub, Ack atomic.Uint64
 }
 
 // newShared creates a POSIX segment holding a zeroed shared struct and

@@ -3,11 +3,15 @@ package sync_test
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/shmkit/shmkit/internal/racemode"
+	"github.com/shmkit/shmkit/internal/testproc"
 	shsync "github.com/shmkit/shmkit/sync"
 )
 
@@ -112,5 +116,63 @@ func TestNotifierWaitAllocs(t *testing.T) {
 		if a := testing.AllocsPerRun(200, func() { looks = 0; _ = waitPoll(ctx, p, ready, time.Millisecond, poll) }); a != 0 {
 			t.Errorf("WaitPoll(%v): %v allocations per call, want 0", p, a)
 		}
+	}
+}
+
+// publishChild: args spec, n. Publishes 1..n on s.Pub (a store and Notify
+// on s.Note), each after the parent acknowledged the one before
+// on s.Ack; it spins for the acknowledgement and then for 0-63 atomic adds
+// more, so each new value lands at a different moment of the parent's way
+// to sleep: arming, re-checking. (With the store made a plain MOV, which
+// lets Notify's load pass it, this loses a wake within a few thousand
+// values; a wider random pause made the race too rare to see.)
+var publishChild = testproc.Register("publish", func(args []string) error {
+	s, err := openShared(args[0])
+	if err != nil {
+		return err
+	}
+	n := uint64(atoi(args[1]))
+	ctx := context.Background()
+	for i := uint64(1); i <= n; i++ {
+		s.Pub.Store(i)
+		s.Note.Notify()
+		if err := s.Note2.Wait(ctx, shsync.SpinOnly, func() bool { return s.Ack.Load() >= i }); err != nil {
+			return err
+		}
+		for range rand.IntN(64) {
+			spinSink.Add(1)
+		}
+	}
+	return nil
+})
+
+var spinSink atomic.Uint32
+
+// TestNotifierPublishNoLostWake checks Dekker's handshake across
+// processes where it is tightest: a publisher in another process stores a
+// value and notifies just as the waiter here arms the parked bit and
+// re-checks, and the waiter parks for every value (ParkOnly, no periodic
+// re-check), so a single lost wake leaves it asleep for good and the test
+// fails at its deadline, naming the value.
+func TestNotifierPublishNoLostWake(t *testing.T) {
+	n := 20000
+	if racemode.Enabled {
+		n = 5000
+	}
+	spec, s := newShared(t)
+	p := publishChild.Start(t, spec, strconv.Itoa(n))
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for i := uint64(1); i <= uint64(n); i++ {
+		if err := s.Note.Wait(ctx, shsync.ParkOnly, func() bool { return s.Pub.Load() >= i }); err != nil {
+			p.Signal(syscall.SIGQUIT)
+			_ = p.Wait(10 * time.Second)
+			t.Fatalf("waiting for value %d of %d (published: %d): %v: a wake was lost\npublisher:\n%s", i, n, s.Pub.Load(), err, p.Output())
+		}
+		s.Ack.Store(i)
+		s.Note2.Notify()
+	}
+	if err := p.Wait(time.Minute); err != nil {
+		t.Fatalf("publisher: %v\n%s", err, p.Output())
 	}
 }

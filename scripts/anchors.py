@@ -7,9 +7,11 @@ from the root of a shmkit checkout, with ../shared/anchors beside it (or
 -anchors naming that directory). Each round runs, one after another:
 
   1. ../shared/anchors/run floor limits peers   (C floor and rings, Boost, mq)
-  2. go run ./cmd/shmbench -json -only <the tracker's rows>
-  3. ../shared/anchors/run shmipc -quick        (shmipc-go vs shmkit's rings)
-  4. ../shared/anchors/run lmdb                 (first round only: slow, stable)
+  2. scripts/protocol_floor.c, built with cc    (shmkit's own protocols in
+                                                 bare C: their floor here)
+  3. go run ./cmd/shmbench -json -only <the tracker's rows>
+  4. ../shared/anchors/run shmipc -quick        (shmipc-go vs shmkit's rings)
+  5. ../shared/anchors/run lmdb                 (first round only: slow, stable)
 
 and then prints, for every figure, the median and the range over the
 rounds, and the ratio of each shmkit figure to its anchor computed within
@@ -30,7 +32,7 @@ import sys
 import time
 
 SHMBENCH_ROWS = (
-    r"^(throughput/(queue-futex-natural/8B|msgq/8B|ring/64B|spin-ring/64B|chan/64B)"
+    r"^(throughput/(queue-futex-natural/8B|msgq/8B|ring/(8|64)B|spin-ring/64B|chan/64B|ring-push-inplace/4096B)"
     r"|pingpong/(spin-word|spin-ring|ring-spin|ring-default)"
     r"|map/(get|put|go-map-get|go-map-put)-1M/"
     r"|mutex/(robust/1proc|go/1goroutine))"
@@ -42,20 +44,34 @@ COMPARISONS = [
      "shmbench:throughput/queue-futex-natural/8B:Mps", "anchor:boost_mq_8B_Mmsgs_per_s", True, ">= 3x"),
     ("Ring Push/Pop 64 B (shmbench throughput/ring) vs a bare per-item ring in Go (throughput/spin-ring: slot copy + tail store, tight spin)",
      "shmbench:throughput/ring/64B:Mps", "shmbench:throughput/spin-ring/64B:Mps", True, "-"),
+    ("Ring Push/Pop 8 B (shmbench throughput/ring/8B) vs the same per-item protocol in bare C (protocol_floor ring_item_8B_seqcst)",
+     "shmbench:throughput/ring/8B:Mps", "cfloor:ring_item_8B_seqcst", True, "-"),
+    ("Ring Push/Pop 64 B (shmbench throughput/ring/64B) vs the same per-item protocol in bare C (protocol_floor ring_item_64B_seqcst)",
+     "shmbench:throughput/ring/64B:Mps", "cfloor:ring_item_64B_seqcst", True, "-"),
+    ("Not shmkit: the bare C per-item ring, 64 B, with release stores (ring_item_64B_release) vs shmipc-go flushing every 64",
+     "cfloor:ring_item_64B_release", "shmipc:shmipc_thr64_flush64_msgs_per_s", True, "-"),
     ("Ring Push/Pop 64 B (shmipcvs shmkit_thr64_push) vs shmipc-go flushing every 64 (shmipc_thr64_flush64)",
      "shmipc:shmkit_thr64_push_msgs_per_s", "shmipc:shmipc_thr64_flush64_msgs_per_s", True, ">= 1.2x"),
     ("Ring Claim/Publish 64 B, 64 at a time (shmkit_thr64_claim64) vs shmipc-go flushing every 64",
      "shmipc:shmkit_thr64_claim64_msgs_per_s", "shmipc:shmipc_thr64_flush64_msgs_per_s", True, "-"),
-    ("Ring Push/Pop 4 KiB (shmkit_thr4k_push) vs shmipc-go batched (shmipc_thr4k_flush64)",
-     "shmipc:shmkit_thr4k_push_msgs_per_s", "shmipc:shmipc_thr4k_flush64_msgs_per_s", True, ">= 1.5x"),
+    ("Ring Push 4 KiB per item, reader checks both ends in place (shmbench throughput/ring-push-inplace/4096B) vs shmipc-go batched, whose reader does the same (shmipc_thr4k_flush64)",
+     "shmbench:throughput/ring-push-inplace/4096B:Mps", "shmipc:shmipc_thr4k_flush64_msgs_per_s", True, ">= 1.5x"),
+    ("Ring Push/Pop 4 KiB, Pop copies every byte out (shmkit_thr4k_push) vs shmipc-go batched (shmipc_thr4k_flush64)",
+     "shmipc:shmkit_thr4k_push_msgs_per_s", "shmipc:shmipc_thr4k_flush64_msgs_per_s", True, "-"),
     ("Ring ping-pong RTT p50, default policy (shmbench pingpong/ring-default) vs C spin floor (floor_spin_rtt_ns)",
      "shmbench:pingpong/ring-default:p50", "anchor:floor_spin_rtt_ns", False, "<= 1.3x"),
     ("Ring ping-pong RTT p50, SpinOnly (shmbench pingpong/ring-spin) vs C spin floor",
      "shmbench:pingpong/ring-spin:p50", "anchor:floor_spin_rtt_ns", False, "-"),
+    ("Ring ping-pong RTT p50, default policy vs a bare C ring pair (protocol_floor ring_pair_rtt_ns: slot + tail per hand-off)",
+     "shmbench:pingpong/ring-default:p50", "cfloor:ring_pair_rtt_ns", False, "-"),
+    ("Not shmkit: the bare C ring pair RTT vs the C spin floor (one line per hand-off)",
+     "cfloor:ring_pair_rtt_ns", "anchor:floor_spin_rtt_ns", False, "-"),
     ("Bare ring pair RTT, mean (shmbench pingpong/spin-ring: slot + tail per hand-off, nothing else) vs C spin floor",
      "shmbench:pingpong/spin-ring:mean", "anchor:floor_spin_rtt_ns", False, "-"),
     ("Ring ping-pong RTT, best 1k, default policy vs the bare ring pair's best 1k (the protocol's own floor)",
      "shmbench:pingpong/ring-default:best", "shmbench:pingpong/spin-ring:best", False, "-"),
+    ("Queue natural use, 8 B (as above) vs shmqueue's claim protocol in bare C, one producer and one consumer process (protocol_floor vyukov_8B_casseq)",
+     "shmbench:throughput/queue-futex-natural/8B:Mps", "cfloor:vyukov_8B_casseq", True, "-"),
     ("Robust Mutex lock+unlock (+ increment), uncontended, ns (shmbench mutex/robust/1proc) vs Boost interprocess_mutex",
      "shmbench:mutex/robust/1proc:ns", "anchor:boost_mutex_lock_unlock_ns", False, "<= 1.5x"),
     ("Map Get, 1 Mi keys 8 B -> 64 B, random (shmbench map/get-1M) vs Go map, same process",
@@ -80,7 +96,7 @@ def run(cmd, raw, name):
     return p.stdout
 
 
-def parse_anchor(out, figs):
+def parse_anchor(out, figs, prefix="anchor:"):
     # "name value ..." or "PERF name value ..."
     for line in out.splitlines():
         f = line.split()
@@ -88,7 +104,7 @@ def parse_anchor(out, figs):
             f = f[1:]
         if len(f) >= 2 and re.match(r"^[a-z][A-Za-z0-9_]*$", f[0]):
             try:
-                figs["anchor:" + f[0]] = float(f[1])
+                figs[prefix + f[0]] = float(f[1])
             except ValueError:
                 pass
 
@@ -146,14 +162,18 @@ def main():
         sys.exit(f"anchors.py: no anchors at {anchors} (see -anchors)")
     if a.raw:
         os.makedirs(a.raw, exist_ok=True)
-    shmbench = os.path.join(os.environ.get("TMPDIR", "/tmp"), "shmbench-anchors")
+    tmp = os.environ.get("TMPDIR", "/tmp")
+    shmbench = os.path.join(tmp, "shmbench-anchors")
+    floor = os.path.join(tmp, "shmkit-protocol-floor")
     subprocess.run(["go", "build", "-o", shmbench, "./cmd/shmbench"], check=True)
+    subprocess.run([os.environ.get("CC", "cc"), "-O2", "-o", floor, "scripts/protocol_floor.c"], check=True)
     rounds = []
     try:
         for i in range(a.rounds):
             sys.stderr.write(f"round {i + 1}/{a.rounds}\n")
             figs = {}
             parse_anchor(run([anchors, "floor", "limits", "peers"], a.raw, f"r{i}-anchors"), figs)
+            parse_anchor(run([floor], a.raw, f"r{i}-protocol-floor"), figs, "cfloor:")
             parse_shmbench(run([shmbench, "-json", "-only", SHMBENCH_ROWS], a.raw, f"r{i}-shmbench"), figs)
             parse_shmipc(run([anchors, "shmipc", "-quick"], a.raw, f"r{i}-shmipc"), figs)
             if i == 0:
@@ -161,6 +181,7 @@ def main():
             rounds.append(figs)
     finally:
         os.remove(shmbench)
+        os.remove(floor)
 
     print(f"{len(rounds)} interleaved rounds, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
           "median [min-max]; ratios are computed within each round, then summarized.\n")

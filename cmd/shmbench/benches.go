@@ -40,6 +40,14 @@ func allBenches() []*bench {
 		tput("shmkit Ring Claim/Publish, Peek/Advance (zero-copy)", "ring-batch", "2 procs", pick(20_000_000, 4_000_000), ringThroughput(size, "batch"))
 		tput("shmkit ByteRing Write/ReadInto", "bytering", "2 procs", pick(5_000_000, 2_000_000), byteRingThroughput(size))
 	}
+	// 4 KiB items, the size of the tracker's large-item goal, read in place
+	// as shmipc-go's benchmark reader reads them (its figure comes from
+	// ../shared/anchors; scripts/anchors.py sets the two side by side).
+	add(&bench{name: "throughput/pipe/4096B", group: groupThroughput,
+		mech: "pipe, write(2) per message", size: 4096, procs: "2 procs", full: 500_000, run: baselineThroughput(baseline.Pipe, 4096)})
+	add(&bench{name: "throughput/ring-push-inplace/4096B", group: groupThroughput,
+		mech: "shmkit Ring Push per item; reader PeekWait(1)+Advance, checks both ends in place", size: 4096, procs: "2 procs",
+		full: 1_000_000, run: ringThroughput(4096, "inplace")})
 	add(&bench{name: "throughput/queue-futex-natural/8B", group: groupThroughput,
 		mech: "shmkit Queue (futex) Push per item in a child, Pop per item in this process", size: 8, procs: "1P/parent",
 		full: 5_000_000, run: queueNatural("futex"), anchor: "throughput/msgq/8B"})

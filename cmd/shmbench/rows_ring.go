@@ -27,9 +27,31 @@ type (
 		Seq uint64
 		_   [1016]byte
 	}
+	// item4k carries its sequence number at both ends: the in-place
+	// reader checks the two, as shmipc-go's benchmark reader does.
+	item4k struct {
+		Seq  uint64
+		_    [4080]byte
+		Last uint64
+	}
 )
 
-const ringCap = 4096 // items: the Go channel rows use the same depth
+// seq4k is item4k's sequence number, or a mismatch marker when its two
+// ends disagree (a torn or stale item).
+func seq4k(v *item4k) uint64 {
+	if v.Seq != v.Last {
+		return ^uint64(0)
+	}
+	return v.Seq
+}
+
+// ringCap is the rings' depth in items: the Go channel rows use the same.
+// The 4 KiB rows use ringCap4k, the depth shmipcvs gives its 4 KiB ring
+// (4 MiB; 4096 such items would not stay in the cache).
+const (
+	ringCap   = 4096
+	ringCap4k = 1024
+)
 
 // ringItemsArgs: size mode n.
 var _ = registerPeer("shmbench-ring-consume", func(m member, a []string) error {
@@ -41,6 +63,8 @@ var _ = registerPeer("shmbench-ring-consume", func(m member, a []string) error {
 		return ringConsume(m, mode, n, func(v *item64) uint64 { return v.Seq })
 	case 1024:
 		return ringConsume(m, mode, n, func(v *item1k) uint64 { return v.Seq })
+	case 4096:
+		return ringConsume(m, mode, n, seq4k)
 	}
 	return fmt.Errorf("bad size %d", size)
 })
@@ -71,6 +95,20 @@ func ringConsume[T any](m member, mode string, n int, seq func(*T) uint64) error
 				return fmt.Errorf("item %d has sequence %d", i, seq(&v))
 			}
 		}
+	case "inplace":
+		// One item at a time, read where it lies (no copy out).
+		for i := range uint64(n) {
+			s, err := r.PeekWait(ctx, 1)
+			if err != nil {
+				return err
+			}
+			if seq(&s[0]) != i {
+				return fmt.Errorf("item %d has sequence %d", i, seq(&s[0]))
+			}
+			if err := r.Advance(1); err != nil {
+				return err
+			}
+		}
 	case "batch":
 		for i := uint64(0); i < uint64(n); {
 			s, err := r.PeekWait(ctx, 256)
@@ -97,18 +135,28 @@ func ringThroughput(size int, mode string) func(runConfig, int) (outcome, error)
 	return func(cfg runConfig, n int) (outcome, error) {
 		switch size {
 		case 8:
-			return ringProduce(cfg, size, mode, n, func(i uint64) item8 { return item8{Seq: i} })
+			return ringProduce(cfg, size, mode, n, func(v *item8, i uint64) { v.Seq = i })
 		case 64:
-			return ringProduce(cfg, size, mode, n, func(i uint64) item64 { return item64{Seq: i} })
+			return ringProduce(cfg, size, mode, n, func(v *item64, i uint64) { v.Seq = i })
 		case 1024:
-			return ringProduce(cfg, size, mode, n, func(i uint64) item1k { return item1k{Seq: i} })
+			return ringProduce(cfg, size, mode, n, func(v *item1k, i uint64) { v.Seq = i })
+		case 4096:
+			return ringProduce(cfg, size, mode, n, func(v *item4k, i uint64) { v.Seq, v.Last = i, i })
 		}
 		return outcome{}, fmt.Errorf("bad size %d", size)
 	}
 }
 
-func ringProduce[T any](cfg runConfig, size int, mode string, n int, mk func(uint64) T) (outcome, error) {
-	r, err := shmring.Create[T]("memfd:"+uniqueName("ring"), ringCap, shmring.WithPopulate())
+// ringProduce pushes n items, stamping each into one reused item first (as
+// a producer that fills a struct and pushes it does; building each item
+// afresh cost a zeroing and a copy of it per item, which the 4 KiB row
+// felt).
+func ringProduce[T any](cfg runConfig, size int, mode string, n int, stamp func(*T, uint64)) (outcome, error) {
+	depth := ringCap
+	if size == 4096 {
+		depth = ringCap4k
+	}
+	r, err := shmring.Create[T]("memfd:"+uniqueName("ring"), depth, shmring.WithPopulate())
 	if err != nil {
 		return outcome{}, err
 	}
@@ -123,20 +171,24 @@ func ringProduce[T any](cfg runConfig, size int, mode string, n int, mk func(uin
 		return outcome{}, err
 	}
 	switch mode {
-	case "item":
+	case "item", "inplace":
+		var v T
 		for i := range uint64(n) {
-			if err := r.Push(ctx, mk(i)); err != nil {
+			stamp(&v, i)
+			if err := r.Push(ctx, v); err != nil {
 				return outcome{}, t.fail(err)
 			}
 		}
 	case "batch":
+		var v T
 		for i := uint64(0); i < uint64(n); {
 			s, err := r.ClaimWait(ctx, min(256, n-int(i)))
 			if err != nil {
 				return outcome{}, t.fail(err)
 			}
 			for j := range s {
-				s[j] = mk(i)
+				stamp(&v, i)
+				s[j] = v // the whole item, as Push writes it
 				i++
 			}
 			if err := r.Publish(len(s)); err != nil {

@@ -100,9 +100,15 @@ func (e *OpError) Unwrap() error { return e.Err }
 // the message says "shmring: open posix:/x: ..." once, whatever layer found
 // the problem.
 func WrapOp(pkg, op, spec string, err error) error {
+	// Small enough to inline: the per-item calls wrap their nil error on
+	// every item, and that must cost a compare, not a call.
 	if err == nil {
 		return nil
 	}
+	return wrapOp(pkg, op, spec, err)
+}
+
+func wrapOp(pkg, op, spec string, err error) error {
 	var oe *OpError
 	if errors.As(err, &oe) {
 		if oe.Pkg == pkg {

@@ -1,0 +1,201 @@
+// protocol_floor: shmkit's hand-off protocols in plain C, with nothing
+// around them (no roles, no validation, no waking, no API), between two
+// processes over MAP_SHARED memory. Each figure is what that protocol costs
+// on this machine when written as tightly as C allows; scripts/anchors.py
+// runs it in every round beside the shmkit rows it bounds.
+//
+//   ring_item_{8,64}B_seqcst   per-item ring, the protocol of shmring's
+//                              Push/Pop: copy the item into its slot, then
+//                              a seq_cst store of the tail (the first half
+//                              of the wake handshake: XCHG on amd64); the
+//                              consumer copies it out and stores its head
+//                              (seq_cst). M items/s.
+//   ring_item_{8,64}B_release  the same with release stores (a plain MOV):
+//                              what the ring would cost if nothing ever
+//                              had to be woken. M items/s.
+//   ring_pair_rtt_ns           two such rings of 8-byte items, one each
+//                              way, ping-pong: every hand-off moves the
+//                              slot's line and the tail's, where the
+//                              cache-line floor moves one. Mean ns.
+//   vyukov_8B_casseq           the bounded MPMC queue shmqueue builds on
+//                              (Vyukov), one producer process, one
+//                              consumer process: CAS of the cursor, the
+//                              slot, a CAS publishing the slot's sequence
+//                              (shmqueue's, which is also the wake
+//                              handshake's fence). M items/s.
+//
+// Build: cc -O2 -o protocol_floor scripts/protocol_floor.c
+#define _GNU_SOURCE
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static double now(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static void *shared(size_t n)
+{
+	void *p = mmap(0, n, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		perror("mmap");
+		_exit(1);
+	}
+	memset(p, 0, n); /* populate: no first-touch faults in the timed loop */
+	return p;
+}
+
+#define SLOTS 4096
+#define MAXITEM 64
+
+struct ring {
+	_Alignas(128) _Atomic uint64_t tail;
+	_Alignas(128) _Atomic uint64_t head;
+	_Alignas(128) unsigned char data[SLOTS * MAXITEM];
+};
+
+/* One item per hand-off; the consumer reloads the tail only when it has
+ * caught up, the producer the head only when full (shmring's caches).
+ * Always inlined, so that each call's constant size makes the copies
+ * inline moves (a call to memcpy per item was most of the 8-byte cost). */
+static inline __attribute__((always_inline)) double ring_items(int size, int seqcst, uint64_t n)
+{
+	struct ring *r = shared(sizeof *r);
+	memory_order o = seqcst ? memory_order_seq_cst : memory_order_release;
+	pid_t p = fork();
+	if (p == 0) {
+		unsigned char item[MAXITEM];
+		uint64_t tc = 0;
+		for (uint64_t h = 0; h < n; h++) {
+			while (h == tc)
+				tc = atomic_load_explicit(&r->tail, memory_order_acquire);
+			memcpy(item, r->data + (h % SLOTS) * size, size);
+			uint64_t v;
+			memcpy(&v, item, 8);
+			if (v != h)
+				_exit(3);
+			atomic_store_explicit(&r->head, h + 1, o);
+		}
+		_exit(0);
+	}
+	unsigned char item[MAXITEM] = {0};
+	uint64_t hc = 0;
+	double t0 = now();
+	for (uint64_t t = 0; t < n; t++) {
+		while (t - hc >= SLOTS)
+			hc = atomic_load_explicit(&r->head, memory_order_acquire);
+		memcpy(item, &t, 8);
+		memcpy(r->data + (t % SLOTS) * size, item, size);
+		atomic_store_explicit(&r->tail, t + 1, o);
+	}
+	int st;
+	waitpid(p, &st, 0);
+	double d = now() - t0;
+	munmap(r, sizeof *r);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? n / d / 1e6 : -1;
+}
+
+/* Ring pair ping-pong, one 8-byte item each way per round trip. Each
+ * direction's tail and slots sit on lines of their own, as in shmring. */
+static double ring_pair_rtt(uint64_t n)
+{
+	struct {
+		_Alignas(128) _Atomic uint64_t tail;
+		_Alignas(128) uint64_t slot[16];
+		_Alignas(128) char pad;
+	} *d = shared(2 * sizeof *d);
+	pid_t p = fork();
+	if (p == 0) {
+		for (uint64_t i = 0; i < n; i++) {
+			while (atomic_load(&d[0].tail) == i)
+				;
+			uint64_t v = d[0].slot[i % 16];
+			d[1].slot[i % 16] = v;
+			atomic_store(&d[1].tail, i + 1);
+		}
+		_exit(0);
+	}
+	double t0 = now();
+	for (uint64_t i = 0; i < n; i++) {
+		d[0].slot[i % 16] = i;
+		atomic_store(&d[0].tail, i + 1);
+		while (atomic_load(&d[1].tail) == i)
+			;
+		if (d[1].slot[i % 16] != i)
+			return -1;
+	}
+	double el = now() - t0;
+	waitpid(p, 0, 0);
+	munmap(d, 2 * sizeof *d);
+	return el / n * 1e9;
+}
+
+struct vslot {
+	_Atomic uint64_t seq;
+	uint64_t val;
+};
+
+struct vqueue {
+	_Alignas(128) _Atomic uint64_t enq;
+	_Alignas(128) _Atomic uint64_t deq;
+	_Alignas(128) struct vslot s[SLOTS];
+};
+
+static double vyukov(uint64_t n)
+{
+	struct vqueue *q = shared(sizeof *q);
+	for (uint64_t i = 0; i < SLOTS; i++)
+		q->s[i].seq = i;
+	pid_t p = fork();
+	if (p == 0) {
+		for (uint64_t k = 0; k < n;) {
+			uint64_t pos = atomic_load(&q->deq);
+			struct vslot *s = &q->s[pos % SLOTS];
+			uint64_t seq = atomic_load(&s->seq);
+			if (seq != pos + 1 || !atomic_compare_exchange_strong(&q->deq, &pos, pos + 1))
+				continue;
+			if (s->val != k)
+				_exit(3);
+			uint64_t want = pos + 1;
+			atomic_compare_exchange_strong(&s->seq, &want, pos + SLOTS);
+			k++;
+		}
+		_exit(0);
+	}
+	double t0 = now();
+	for (uint64_t k = 0; k < n;) {
+		uint64_t pos = atomic_load(&q->enq);
+		struct vslot *s = &q->s[pos % SLOTS];
+		uint64_t seq = atomic_load(&s->seq);
+		if (seq != pos || !atomic_compare_exchange_strong(&q->enq, &pos, pos + 1))
+			continue;
+		s->val = k;
+		uint64_t want = pos;
+		atomic_compare_exchange_strong(&s->seq, &want, pos + 1);
+		k++;
+	}
+	int st;
+	waitpid(p, &st, 0);
+	double d = now() - t0;
+	munmap(q, sizeof *q);
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? n / d / 1e6 : -1;
+}
+
+int main(void)
+{
+	printf("ring_item_8B_seqcst %.1f\n", ring_items(8, 1, 10000000));
+	printf("ring_item_8B_release %.1f\n", ring_items(8, 0, 10000000));
+	printf("ring_item_64B_seqcst %.1f\n", ring_items(64, 1, 10000000));
+	printf("ring_item_64B_release %.1f\n", ring_items(64, 0, 10000000));
+	printf("ring_pair_rtt_ns %.1f\n", ring_pair_rtt(1000000));
+	printf("vyukov_8B_casseq %.1f\n", vyukov(10000000));
+	return 0;
+}

@@ -290,6 +290,12 @@ func openSemSet(p [layout.MaxParams]uint64) (*sync.SemSet, error) {
 	return s, err
 }
 
+// unusable reports whether check would fail: the handle is nil or closed,
+// or a memory fault was caught.
+func (q *Queue[T]) unusable() bool {
+	return q == nil || q.closed.Load() || q.fg.Faulted()
+}
+
 // check reports use after Close, and after a memory fault (the handle's
 // first fault error).
 func (q *Queue[T]) check(op string) error {
@@ -306,15 +312,8 @@ func (q *Queue[T]) check(op string) error {
 // Push appends v, blocking while the queue is full, until ctx is done
 // (ctx.Err()) or the queue is closed for writes (ErrClosed). The context
 // only bounds waiting: a Push that finds room succeeds even if ctx is done.
-func (q *Queue[T]) Push(ctx context.Context, v T) (err error) {
-	if err := q.check("push"); err != nil {
-		return err
-	}
-	if q.guardAll {
-		defer q.fg.Guard(&err, "push", faultguard.Enable())
-	}
-	err = q.b.pushOne(ctx, v, true)
-	return q.wrap("push", err)
+func (q *Queue[T]) Push(ctx context.Context, v T) error {
+	return q.pushOne(ctx, v, true)
 }
 
 // TryPush appends v if there is room now; otherwise it returns ErrFull
@@ -323,15 +322,29 @@ func (q *Queue[T]) Push(ctx context.Context, v T) (err error) {
 // slot v needs (for at most TryStallLimit, then ErrPeerStalled), because
 // that pop already made room: see "Try operations" in the package
 // documentation. TryPush and TryPop are linearizable.
-func (q *Queue[T]) TryPush(v T) (err error) {
+func (q *Queue[T]) TryPush(v T) error {
+	return q.pushOne(context.Background(), v, false)
+}
+
+// pushOne is Push (block) and TryPush. Small enough to inline: the checks
+// and the fault guard's defer live in pushChecked, which a usable handle
+// without WithFaultGuard never calls (they cost the per-item path a third
+// of its time).
+func (q *Queue[T]) pushOne(ctx context.Context, v T, block bool) error {
+	if q.guardAll || q.unusable() {
+		return q.pushChecked(ctx, v, block)
+	}
+	return q.wrap("push", q.b.pushOne(ctx, v, block))
+}
+
+func (q *Queue[T]) pushChecked(ctx context.Context, v T, block bool) (err error) {
 	if err := q.check("push"); err != nil {
 		return err
 	}
 	if q.guardAll {
 		defer q.fg.Guard(&err, "push", faultguard.Enable())
 	}
-	err = q.b.pushOne(context.Background(), v, false)
-	return q.wrap("push", err)
+	return q.wrap("push", q.b.pushOne(ctx, v, block))
 }
 
 // PushBatch appends all of vs in order, blocking as needed. Items are
@@ -353,15 +366,8 @@ func (q *Queue[T]) PushBatch(ctx context.Context, vs []T) (n int, err error) {
 // Pop removes and returns the oldest item, blocking while the queue is
 // empty. Once the queue is closed for writes and drained it returns
 // ErrClosed; if ctx ends first, ctx.Err().
-func (q *Queue[T]) Pop(ctx context.Context) (v T, err error) {
-	if err := q.check("pop"); err != nil {
-		return v, err
-	}
-	if q.guardAll {
-		defer q.fg.Guard(&err, "pop", faultguard.Enable())
-	}
-	v, err = q.b.popOne(ctx, true)
-	return v, q.wrap("pop", err)
+func (q *Queue[T]) Pop(ctx context.Context) (T, error) {
+	return q.popOne(ctx, true)
 }
 
 // TryPop removes and returns the oldest item if there is one now;
@@ -370,14 +376,27 @@ func (q *Queue[T]) Pop(ctx context.Context) (v T, err error) {
 // pushing the oldest item (for at most TryStallLimit, then
 // ErrPeerStalled), because that item is already in the queue: see "Try
 // operations" in the package documentation.
-func (q *Queue[T]) TryPop() (v T, err error) {
+func (q *Queue[T]) TryPop() (T, error) {
+	return q.popOne(context.Background(), false)
+}
+
+// popOne is Pop (block) and TryPop; see pushOne.
+func (q *Queue[T]) popOne(ctx context.Context, block bool) (T, error) {
+	if q.guardAll || q.unusable() {
+		return q.popChecked(ctx, block)
+	}
+	v, err := q.b.popOne(ctx, block)
+	return v, q.wrap("pop", err)
+}
+
+func (q *Queue[T]) popChecked(ctx context.Context, block bool) (v T, err error) {
 	if err := q.check("pop"); err != nil {
 		return v, err
 	}
 	if q.guardAll {
 		defer q.fg.Guard(&err, "pop", faultguard.Enable())
 	}
-	v, err = q.b.popOne(context.Background(), false)
+	v, err = q.b.popOne(ctx, block)
 	return v, q.wrap("pop", err)
 }
 

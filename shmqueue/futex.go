@@ -335,14 +335,26 @@ func (q *futexQueue[T]) pop(ctx context.Context, out []T, block bool) (int, erro
 	}
 }
 
+// pushOne and popOne make one claim attempt themselves before push and pop
+// (which make it again, then wait): the usual Push or Pop finds its slot at
+// once, and skipping the loop's set-up is a fifth of its time in one
+// goroutine.
 func (q *futexQueue[T]) pushOne(ctx context.Context, v T, block bool) error {
 	one := [1]T{v}
+	var s snapshot
+	if n, _, err := q.tryPush(one[:], &s); n == 1 || err != nil {
+		return err
+	}
 	_, err := q.push(ctx, one[:], block)
 	return err
 }
 
 func (q *futexQueue[T]) popOne(ctx context.Context, block bool) (T, error) {
 	var one [1]T
+	var s snapshot
+	if n, _, err := q.tryPop(one[:], &s); n == 1 || err != nil {
+		return one[0], err
+	}
 	_, err := q.pop(ctx, one[:], block)
 	return one[0], err
 }

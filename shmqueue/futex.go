@@ -269,92 +269,124 @@ func (q *futexQueue[T]) tryPop(out []T, s *snapshot) (int, obstacle, error) {
 // push pushes all of vs (block) or as much as fits now (!block: ErrFull if
 // not all of it).
 func (q *futexQueue[T]) push(ctx context.Context, vs []T, block bool) (int, error) {
-	done := 0
+	if len(vs) == 0 {
+		return 0, nil // tryPush claims at least one slot
+	}
 	var s snapshot
+	n, ob, err := q.tryPush(vs, &s)
+	if n == len(vs) || err != nil {
+		return n, err
+	}
+	return q.pushRest(ctx, vs, n, n, block, ob, &s)
+}
+
+// pushRest is push after its first claim attempt, which pushed last (so
+// far done) items, stopping at obstacle ob if last is 0: the loop that
+// waits, repairs and tries again. It is apart so that the usual push, done
+// at the first attempt, does not set the loop up.
+func (q *futexQueue[T]) pushRest(ctx context.Context, vs []T, done, last int, block bool, ob obstacle, s *snapshot) (int, error) {
 	var stall time.Time // a Try operation's deadline for waiting out peers
 	for done < len(vs) {
-		n, ob, err := q.tryPush(vs[done:], &s)
-		done += n
-		if err != nil {
-			return done, err
-		}
-		if n > 0 {
-			continue
-		}
-		if !block {
-			if ob != obStuck {
-				return done, ErrFull
-			}
-			// A consumer took position s.pos-cap out of the queue but has
-			// not released its slot: the queue is not full, so ErrFull
-			// would be a lie. Take over a dead consumer's slot; wait out
-			// a live one.
-			if q.repairPop(&s) {
-				continue
-			}
-			if err := q.waitInFlight(&stall, &q.ctl.slots, s, false); err != nil {
+		if last == 0 {
+			if err := q.pushBlocked(ctx, block, ob, s, &stall); err != nil {
 				return done, err
 			}
-			continue
 		}
-		if err := q.wait(ctx, &q.ctl.slots, s, ob, false); err != nil {
+		var err error
+		last, ob, err = q.tryPush(vs[done:], s)
+		done += last
+		if err != nil {
 			return done, err
 		}
 	}
 	return done, nil
 }
 
+// pushBlocked deals with what stopped a claim (tryPush's obstacle ob and
+// snapshot s): it waits, repairs or gives up. nil means "try again".
+func (q *futexQueue[T]) pushBlocked(ctx context.Context, block bool, ob obstacle, s *snapshot, stall *time.Time) error {
+	if block {
+		return q.wait(ctx, &q.ctl.slots, *s, ob, false)
+	}
+	if ob != obStuck {
+		return ErrFull
+	}
+	// A consumer took position s.pos-cap out of the queue but has not
+	// released its slot: the queue is not full, so ErrFull would be a lie.
+	// Take over a dead consumer's slot; wait out a live one.
+	if q.repairPop(s) {
+		return nil
+	}
+	return q.waitInFlight(stall, &q.ctl.slots, *s, false)
+}
+
 // pop pops at least one item into out (block), or what is there now.
 func (q *futexQueue[T]) pop(ctx context.Context, out []T, block bool) (int, error) {
+	if len(out) == 0 {
+		return 0, nil // tryPop claims at least one slot
+	}
 	var s snapshot
+	n, ob, err := q.tryPop(out, &s)
+	if n > 0 || err != nil {
+		return n, err
+	}
+	return q.popRest(ctx, out, block, ob, &s)
+}
+
+// popRest is pop after a first claim attempt that found nothing and
+// stopped at obstacle ob (see pushRest).
+func (q *futexQueue[T]) popRest(ctx context.Context, out []T, block bool, ob obstacle, s *snapshot) (int, error) {
 	var stall time.Time
 	for {
-		n, ob, err := q.tryPop(out, &s)
-		if n > 0 || err != nil {
-			return n, err
-		}
-		if !block {
-			if ob != obStuck {
-				return 0, ErrEmpty
-			}
-			// A producer claimed position s.pos and has not published it:
-			// its item is in the queue (a push takes effect at its claim,
-			// which fixes its place), so ErrEmpty would be a lie. Skip a
-			// dead producer's position as a hole; wait out a live one.
-			if q.repairPush(&s) {
-				continue
-			}
-			if err := q.waitInFlight(&stall, &q.ctl.items, s, true); err != nil {
-				return 0, err
-			}
-			continue
-		}
-		if err := q.wait(ctx, &q.ctl.items, s, ob, true); err != nil {
+		if err := q.popBlocked(ctx, block, ob, s, &stall); err != nil {
 			return 0, err
+		}
+		var n int
+		var err error
+		if n, ob, err = q.tryPop(out, s); n > 0 || err != nil {
+			return n, err
 		}
 	}
 }
 
-// pushOne and popOne make one claim attempt themselves before push and pop
-// (which make it again, then wait): the usual Push or Pop finds its slot at
-// once, and skipping the loop's set-up is a fifth of its time in one
-// goroutine.
+// popBlocked is pushBlocked for consumers.
+func (q *futexQueue[T]) popBlocked(ctx context.Context, block bool, ob obstacle, s *snapshot, stall *time.Time) error {
+	if block {
+		return q.wait(ctx, &q.ctl.items, *s, ob, true)
+	}
+	if ob != obStuck {
+		return ErrEmpty
+	}
+	// A producer claimed position s.pos and has not published it: its item
+	// is in the queue (a push takes effect at its claim, which fixes its
+	// place), so ErrEmpty would be a lie. Skip a dead producer's position
+	// as a hole; wait out a live one.
+	if q.repairPush(s) {
+		return nil
+	}
+	return q.waitInFlight(stall, &q.ctl.items, *s, true)
+}
+
+// pushOne and popOne are push and pop of one item. They make the first
+// claim attempt themselves rather than through push and pop: a call level
+// less is a tenth of a Push and Pop's time in one goroutine.
 func (q *futexQueue[T]) pushOne(ctx context.Context, v T, block bool) error {
 	one := [1]T{v}
 	var s snapshot
-	if n, _, err := q.tryPush(one[:], &s); n == 1 || err != nil {
+	n, ob, err := q.tryPush(one[:], &s)
+	if n == 1 || err != nil {
 		return err
 	}
-	_, err := q.push(ctx, one[:], block)
+	_, err = q.pushRest(ctx, one[:], 0, 0, block, ob, &s)
 	return err
 }
 
 func (q *futexQueue[T]) popOne(ctx context.Context, block bool) (T, error) {
 	var one [1]T
 	var s snapshot
-	if n, _, err := q.tryPop(one[:], &s); n == 1 || err != nil {
-		return one[0], err
+	n, ob, err := q.tryPop(one[:], &s)
+	if n == 0 && err == nil {
+		_, err = q.popRest(ctx, one[:], block, ob, &s)
 	}
-	_, err := q.pop(ctx, one[:], block)
 	return one[0], err
 }

@@ -182,7 +182,10 @@ func pollWait(ctx context.Context, addr *uint32, val uint32, until time.Duration
 		if cerr := ctx.Err(); cerr != nil {
 			return cerr
 		}
-		if err != ErrTimeout {
+		// A slice that ran out, or that a signal cut short (the Go
+		// runtime's preemption signals land here): look again. Anything
+		// else is the wait's own answer.
+		if err != ErrTimeout && err != ErrInterrupted {
 			return err
 		}
 	}

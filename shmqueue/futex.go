@@ -288,7 +288,7 @@ func (q *futexQueue[T]) pushRest(ctx context.Context, vs []T, done, last int, bl
 	var stall time.Time // a Try operation's deadline for waiting out peers
 	for done < len(vs) {
 		if last == 0 {
-			if err := q.pushBlocked(ctx, block, ob, s, &stall); err != nil {
+			if err := q.obstructed(ctx, false, block, ob, s, &stall); err != nil {
 				return done, err
 			}
 		}
@@ -302,22 +302,32 @@ func (q *futexQueue[T]) pushRest(ctx context.Context, vs []T, done, last int, bl
 	return done, nil
 }
 
-// pushBlocked deals with what stopped a claim (tryPush's obstacle ob and
-// snapshot s): it waits, repairs or gives up. nil means "try again".
-func (q *futexQueue[T]) pushBlocked(ctx context.Context, block bool, ob obstacle, s *snapshot, stall *time.Time) error {
+// obstructed deals with what stopped a claim (tryPush's or tryPop's obstacle
+// ob and snapshot s, for a consumer or a producer): it waits, repairs or
+// gives up. nil means "try again".
+func (q *futexQueue[T]) obstructed(ctx context.Context, consumer, block bool, ob obstacle, s *snapshot, stall *time.Time) error {
+	n := &q.ctl.slots
+	if consumer {
+		n = &q.ctl.items
+	}
 	if block {
-		return q.wait(ctx, &q.ctl.slots, *s, ob, false)
+		return q.wait(ctx, n, *s, ob, consumer)
 	}
 	if ob != obStuck {
+		if consumer {
+			return ErrEmpty
+		}
 		return ErrFull
 	}
-	// A consumer took position s.pos-cap out of the queue but has not
-	// released its slot: the queue is not full, so ErrFull would be a lie.
-	// Take over a dead consumer's slot; wait out a live one.
-	if q.repairPop(s) {
+	// A peer's claim stands in the way, begun and not finished: a producer
+	// claimed s.pos and has not published it (a push takes effect at its
+	// claim, which fixes its place), or a consumer took s.pos-cap out and
+	// has not released its slot. Either way ErrEmpty or ErrFull would be a
+	// lie. Take over a dead claimant's position; wait out a live one.
+	if q.repair(s, consumer) {
 		return nil
 	}
-	return q.waitInFlight(stall, &q.ctl.slots, *s, false)
+	return q.waitInFlight(stall, n, *s, consumer)
 }
 
 // pop pops at least one item into out (block), or what is there now.
@@ -338,7 +348,7 @@ func (q *futexQueue[T]) pop(ctx context.Context, out []T, block bool) (int, erro
 func (q *futexQueue[T]) popRest(ctx context.Context, out []T, block bool, ob obstacle, s *snapshot) (int, error) {
 	var stall time.Time
 	for {
-		if err := q.popBlocked(ctx, block, ob, s, &stall); err != nil {
+		if err := q.obstructed(ctx, true, block, ob, s, &stall); err != nil {
 			return 0, err
 		}
 		var n int
@@ -347,24 +357,6 @@ func (q *futexQueue[T]) popRest(ctx context.Context, out []T, block bool, ob obs
 			return n, err
 		}
 	}
-}
-
-// popBlocked is pushBlocked for consumers.
-func (q *futexQueue[T]) popBlocked(ctx context.Context, block bool, ob obstacle, s *snapshot, stall *time.Time) error {
-	if block {
-		return q.wait(ctx, &q.ctl.items, *s, ob, true)
-	}
-	if ob != obStuck {
-		return ErrEmpty
-	}
-	// A producer claimed position s.pos and has not published it: its item
-	// is in the queue (a push takes effect at its claim, which fixes its
-	// place), so ErrEmpty would be a lie. Skip a dead producer's position
-	// as a hole; wait out a live one.
-	if q.repairPush(s) {
-		return nil
-	}
-	return q.waitInFlight(stall, &q.ctl.items, *s, true)
 }
 
 // pushOne and popOne are push and pop of one item. They make the first

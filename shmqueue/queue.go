@@ -331,7 +331,7 @@ func (q *Queue[T]) TryPush(v T) error {
 // without WithFaultGuard never calls (they cost the per-item path a third
 // of its time).
 func (q *Queue[T]) pushOne(ctx context.Context, v T, block bool) error {
-	if q.guardAll || q.unusable() {
+	if q.unusable() || q.guardAll {
 		return q.pushChecked(ctx, v, block)
 	}
 	return q.wrap("push", q.b.pushOne(ctx, v, block))
@@ -382,7 +382,7 @@ func (q *Queue[T]) TryPop() (T, error) {
 
 // popOne is Pop (block) and TryPop; see pushOne.
 func (q *Queue[T]) popOne(ctx context.Context, block bool) (T, error) {
-	if q.guardAll || q.unusable() {
+	if q.unusable() || q.guardAll {
 		return q.popChecked(ctx, block)
 	}
 	v, err := q.b.popOne(ctx, block)

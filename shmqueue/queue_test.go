@@ -347,11 +347,18 @@ func TestCapacityAndOptions(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, st.Handles)
 
-	// Use after Close.
+	// Use after Close, and of a nil handle: ErrClosed from every per-item
+	// call, never a panic.
 	require.NoError(t, qa.Close())
-	require.ErrorIs(t, qa.Push(context.Background(), 1), ErrClosed)
-	_, err = qa.TryPop()
-	require.ErrorIs(t, err, ErrClosed)
+	var qn *Queue[uint64]
+	for _, q := range []*Queue[uint64]{qa, qn} {
+		require.ErrorIs(t, q.Push(context.Background(), 1), ErrClosed)
+		require.ErrorIs(t, q.TryPush(1), ErrClosed)
+		_, err = q.Pop(context.Background())
+		require.ErrorIs(t, err, ErrClosed)
+		_, err = q.TryPop()
+		require.ErrorIs(t, err, ErrClosed)
+	}
 }
 
 func TestSysVKeyAndRemove(t *testing.T) {

@@ -53,10 +53,13 @@ type snapshot struct {
 	enq, deq, seq uint64
 	slot          *atomic.Uint64
 	pos           uint64 // the cursor position the waiter is at
+	// deqUnread: a blocking push saw the slot full and did not read deq
+	// (see tryPush). changed reports such a snapshot stale at once.
+	deqUnread bool
 }
 
 func (q *futexQueue[T]) changed(s *snapshot) bool {
-	return q.ctl.enq.Load() != s.enq || q.ctl.deq.Load() != s.deq || s.slot.Load() != s.seq
+	return s.deqUnread || q.ctl.enq.Load() != s.enq || q.ctl.deq.Load() != s.deq || s.slot.Load() != s.seq
 }
 
 func corruptf(format string, args ...any) error {
@@ -64,8 +67,10 @@ func corruptf(format string, args ...any) error {
 }
 
 // tryPush claims a run of free slots at the enqueue cursor and publishes
-// vs[:n] into them. With n == 0 it says what stands in the way.
-func (q *futexQueue[T]) tryPush(vs []T, s *snapshot) (int, obstacle, error) {
+// vs[:n] into them. With n == 0 it says what stands in the way. A caller
+// that will wait (block) may get a snapshot of a full slot taken without
+// reading deq, for the wait to look again (see the full-slot case).
+func (q *futexQueue[T]) tryPush(vs []T, s *snapshot, block bool) (int, obstacle, error) {
 	lane := -1
 	for {
 		e := q.ctl.enq.Load()
@@ -138,6 +143,19 @@ func (q *futexQueue[T]) tryPush(vs []T, s *snapshot) (int, obstacle, error) {
 			// The slot still holds position pos-cap: published and not yet
 			// consumed (or being consumed), or not yet published.
 			q.releaseLane(lane)
+			// A blocking push that meets this slot state for the first time
+			// waits for the slot without reading deq, the consumers' hottest
+			// line: every read of it costs their next claim CAS a miss, and
+			// a producer that keeps up meets a full slot on almost every
+			// item. The wait reports such a snapshot stale at its first look
+			// at the cursors (and before it would park), so if the slot is
+			// still taken the next look reads deq and tells a stuck claim
+			// from a full queue, and checks the cursors, as always. A Try
+			// call must know at once: ErrFull would be a lie for a stuck one.
+			if block && !(s.deqUnread && s.slot == &sl.seq && s.seq == seq) {
+				*s = snapshot{enq: e, seq: seq, slot: &sl.seq, pos: pos, deqUnread: true}
+				return 0, obPark, nil
+			}
 			d := q.ctl.deq.Load()
 			if d <= pos && pos-d > q.cap {
 				// d was read after e and only grows: pos-d can only be
@@ -273,7 +291,7 @@ func (q *futexQueue[T]) push(ctx context.Context, vs []T, block bool) (int, erro
 		return 0, nil // tryPush claims at least one slot
 	}
 	var s snapshot
-	n, ob, err := q.tryPush(vs, &s)
+	n, ob, err := q.tryPush(vs, &s, block)
 	if n == len(vs) || err != nil {
 		return n, err
 	}
@@ -293,7 +311,7 @@ func (q *futexQueue[T]) pushRest(ctx context.Context, vs []T, done, last int, bl
 			}
 		}
 		var err error
-		last, ob, err = q.tryPush(vs[done:], s)
+		last, ob, err = q.tryPush(vs[done:], s, block)
 		done += last
 		if err != nil {
 			return done, err
@@ -365,7 +383,7 @@ func (q *futexQueue[T]) popRest(ctx context.Context, out []T, block bool, ob obs
 func (q *futexQueue[T]) pushOne(ctx context.Context, v T, block bool) error {
 	one := [1]T{v}
 	var s snapshot
-	n, ob, err := q.tryPush(one[:], &s)
+	n, ob, err := q.tryPush(one[:], &s, block)
 	if n == 1 || err != nil {
 		return err
 	}

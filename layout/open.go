@@ -173,10 +173,24 @@ func notReady(raw *segment.Segment, b []byte, st uint32) error {
 			return WrapOp("layout", "open", name, fmt.Errorf("%w: creator pid %d died before finishing initialization (remove the segment and create it again)", ErrNotReady, c.PID))
 		}
 		return &notYet{why: fmt.Sprintf("creator pid %d starting", c.PID)}
+	case magic == [8]byte{} && c.PID == 0 && c.Start != 0 && allZero(b[:offCreator]):
+		// The creator's start time, not yet its pid (it writes them in
+		// that order): nothing to check for life yet, so wait as for an
+		// all-zero object, while the object is new.
+		if o, err := raw.Origin(); err == nil && justMade(o) {
+			return &notYet{why: "creator starting"}
+		}
 	case allZero(b[:min(len(b), headRead)]):
 		if o, err := raw.Origin(); err == nil && justMade(o) {
 			return &notYet{why: "no header written yet (all zero)"}
 		}
+	}
+	// The scan above read later than the words before it: bytes a creator
+	// wrote in between (its identity first, then the state word, then the
+	// rest) must not make an empty-looking header a foreign object. If any
+	// of those words moved since they were read, look again.
+	if creatorRecord(b) != c || stateWord(b).Load() != StateZero || [8]byte(b[:8]) != magic {
+		return &notYet{why: "creator at work"} // retry reads it whole
 	}
 	return WrapOp("layout", "open", name, notShmkit(b, len(b)))
 }

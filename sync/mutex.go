@@ -27,8 +27,8 @@ type Mutex struct {
 	// head). A lock held through a per-P keeper's pending slot is on no
 	// list: then next is that keeper's byte offset in the keeper array (a
 	// multiple of 128 naming slot 1..numSlots-1), Unlock's hint, which the
-	// kernel never reads and Unlock checks before it believes. Meaningful only to the holder;
-	// only the holder writes it.
+	// kernel never reads and Unlock checks before it believes it.
+	// Meaningful only to the holder; only the holder writes it.
 	next uint64
 	// word is the futex word: 0 when free, else the holder's keeper TID
 	// | futex.Waiters | futex.OwnerDied, or notRecoverable.
@@ -221,7 +221,7 @@ func (m *Mutex) unlockSlow() {
 	if newWord == notRecoverable {
 		_, _ = futex.Wake(&m.word, 0)
 	} else if old&futex.Waiters != 0 {
-		_, _ = futex.Wake(&m.word, 1)
+		m.wakeOne()
 	}
 }
 

@@ -53,9 +53,9 @@
 // plain store, and unpins before it CASes the word (a fault on shared
 // memory must not happen while pinned: the runtime makes a panic there
 // fatal). No other goroutine runs on the P meanwhile, so claimers of a
-// slot are serialized; a slot returns to 0 only
-// by its claimer (a failed CAS) or by the Unlock of the mutex it names,
-// from any P, and nobody else writes a claimed slot. Lock leaves the
+// slot are serialized; a slot returns to 0 only by its claimer (a failed
+// CAS) or by the Unlock of the mutex it names, from any P, and nobody else
+// writes a claimed slot. Lock leaves the
 // keeper's position in the mutex's (otherwise unused) link field; Unlock
 // starts from it and believes it only if that keeper's pending slot names
 // the mutex and the word carries that keeper's TID, so a scribbled hint

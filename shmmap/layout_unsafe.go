@@ -108,10 +108,3 @@ func (t *table) ctl(sh uint64) *shardCtl {
 func (t *table) meta(i uint64) uint64 {
 	return atomic.LoadUint64((*uint64)(unsafe.Pointer(&t.slotMem[i*t.slotSize+uint64(unsafe.Offsetof(slot[uint8, uint8]{}.Meta))])))
 }
-
-// seqStart is SeqCount.BeginRead's first load, written out for Get's fast
-// path (BeginRead's wait loop keeps it from being inlined, and the call
-// costs there): the count is SeqCount's one word, the format's 64-bit Seq,
-// loaded with the same atomic load (a load-acquire). Layout test:
-// TestSeqWord.
-func (c *shardCtl) seqStart() uint64 { return atomic.LoadUint64((*uint64)(unsafe.Pointer(&c.Seq))) }

@@ -96,19 +96,3 @@ func TestOpenRejectsTamperedHeader(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, m2.Close())
 }
-
-// TestSeqWord: Get's inlined seqStart reads the same word SeqCount's
-// methods use (SeqCount's only field, the format's Seq).
-func TestSeqWord(t *testing.T) {
-	var c shardCtl
-	require.Equal(t, unsafe.Sizeof(c.Seq), unsafe.Sizeof(uint64(0)))
-	for range 3 {
-		require.Equal(t, c.Seq.BeginRead(), c.seqStart())
-		require.Zero(t, c.seqStart()&1)
-		c.Seq.BeginWrite()
-		require.Equal(t, uint64(1), c.seqStart()&1)
-		require.True(t, c.Seq.Writing())
-		c.Seq.EndWrite()
-	}
-	require.Equal(t, uint64(6), c.seqStart())
-}

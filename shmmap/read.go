@@ -39,9 +39,8 @@ func (m *Map[K, V]) Get(k K) (v V, ok bool) {
 	}
 	sh := tag >> m.shardShift
 	ctl := m.ctl(sh)
-	// SeqCount.BeginRead's first load, inline; an odd count (a write in
-	// progress) goes to load, which waits it out.
-	if start := ctl.seqStart(); start&1 == 0 {
+	// An odd count (a write in progress) goes to load, which waits it out.
+	if start := ctl.Seq.BeginReadNow(); start&1 == 0 {
 		base := sh * m.perShard
 		i := m.home(tag)
 		// probe, written out (keep in step with probe): the call costs

@@ -66,13 +66,19 @@ type SeqCount struct {
 // odd count anyway; Retry then reports true.
 func (c *SeqCount) BeginRead() uint64 {
 	for i := 0; ; i++ {
-		s := atomic.LoadUint64(&c.seq)
+		s := c.BeginReadNow()
 		if s&1 == 0 || i >= seqReadSpin {
 			return s
 		}
 		runtime.Gosched()
 	}
 }
+
+// BeginReadNow is BeginRead without the wait: the count as it is now, odd
+// while a write is in progress (Retry then reports true). It is small
+// enough to inline, for a reader's first optimistic attempt on a hot path
+// (BeginRead's wait loop keeps BeginRead itself from being inlined).
+func (c *SeqCount) BeginReadNow() uint64 { return atomic.LoadUint64(&c.seq) }
 
 // Retry reports whether data read since BeginRead returned start may be
 // inconsistent (a write was in progress or happened since). It orders the

@@ -107,3 +107,22 @@ func TestSeqCountNoWrap(t *testing.T) {
 		t.Fatalf("after one more write: count %d", st)
 	}
 }
+
+// BeginReadNow is BeginRead's count without the wait: equal to it when no
+// write is in progress, odd while one is.
+func TestSeqCountBeginReadNow(t *testing.T) {
+	var c shsync.SeqCount
+	for range 3 {
+		if now, br := c.BeginReadNow(), c.BeginRead(); now != br || now&1 != 0 {
+			t.Fatalf("BeginReadNow %d, BeginRead %d", now, br)
+		}
+		c.BeginWrite()
+		if c.BeginReadNow()&1 != 1 || !c.Writing() {
+			t.Fatalf("count %d during a write", c.BeginReadNow())
+		}
+		c.EndWrite()
+	}
+	if got := c.BeginReadNow(); got != 6 {
+		t.Fatalf("count %d after 3 writes, want 6", got)
+	}
+}

@@ -114,11 +114,7 @@ func mapBench(op string, procs int, keysFor func(runConfig) int) func(runConfig,
 // runWorkers starts one worker per args, starts them together, and times
 // until the last reports done; the reported counts must add up to total.
 func runWorkers(cfg runConfig, role string, files []*os.File, args [][]string, total uint64) (outcome, error) {
-	t, err := startTeam(cfg, role, files, args...)
-	if err != nil {
-		return outcome{}, err
-	}
-	start, err := t.launch()
+	t, start, err := launchTeam(cfg, role, files, args...)
 	if err != nil {
 		return outcome{}, err
 	}

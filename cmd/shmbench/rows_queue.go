@@ -78,11 +78,7 @@ func queueThroughput(backend string, producers, consumers int) func(runConfig, i
 			}
 			args = append(args, []string{"producer", spec, itoa(share)})
 		}
-		t, err := startTeam(cfg, "shmbench-queue", nil, args...)
-		if err != nil {
-			return outcome{}, err
-		}
-		start, err := t.launch()
+		t, start, err := launchTeam(cfg, "shmbench-queue", nil, args...)
 		if err != nil {
 			return outcome{}, err
 		}
@@ -211,12 +207,8 @@ func queueNatural(backend string) func(runConfig, int) (outcome, error) {
 		if _, err := q.TryPop(); !errors.Is(err, shmqueue.ErrEmpty) { // attach the consumer before the clock
 			return outcome{}, fmt.Errorf("empty queue: TryPop: %v", err)
 		}
-		t, err := startTeam(cfg, "shmbench-queue-natural", nil, []string{spec, itoa(n)})
-		if err != nil {
-			return outcome{}, err
-		}
 		ctx := context.Background()
-		start, err := t.launch()
+		t, start, err := launchTeam(cfg, "shmbench-queue-natural", nil, []string{spec, itoa(n)})
 		if err != nil {
 			return outcome{}, err
 		}

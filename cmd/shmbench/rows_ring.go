@@ -161,12 +161,8 @@ func ringProduce[T any](cfg runConfig, size int, mode string, n int, stamp func(
 		return outcome{}, err
 	}
 	defer r.Close()
-	t, err := startTeam(cfg, "shmbench-ring-consume", []*os.File{r.Segment().Raw().File()}, []string{itoa(size), mode, itoa(n)})
-	if err != nil {
-		return outcome{}, err
-	}
 	ctx := context.Background()
-	start, err := t.launch()
+	t, start, err := launchTeam(cfg, "shmbench-ring-consume", []*os.File{r.Segment().Raw().File()}, []string{itoa(size), mode, itoa(n)})
 	if err != nil {
 		return outcome{}, err
 	}
@@ -242,13 +238,9 @@ func byteRingThroughput(size int) func(runConfig, int) (outcome, error) {
 			return outcome{}, err
 		}
 		defer r.Close()
-		t, err := startTeam(cfg, "shmbench-bytering-consume", []*os.File{r.Segment().Raw().File()}, []string{itoa(size), itoa(n)})
-		if err != nil {
-			return outcome{}, err
-		}
 		ctx := context.Background()
 		msg := make([]byte, size)
-		start, err := t.launch()
+		t, start, err := launchTeam(cfg, "shmbench-bytering-consume", []*os.File{r.Segment().Raw().File()}, []string{itoa(size), itoa(n)})
 		if err != nil {
 			return outcome{}, err
 		}

@@ -94,6 +94,17 @@ func (t *team) ready() error {
 	return err
 }
 
+// launchTeam is startTeam and launch: the team, started and released,
+// and the time it was released.
+func launchTeam(cfg runConfig, role string, files []*os.File, args ...[]string) (*team, time.Time, error) {
+	t, err := startTeam(cfg, role, files, args...)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	start, err := t.launch()
+	return t, start, err
+}
+
 // launch waits until every child is ready, then releases them all and
 // returns the time it did so (a row's clock starts there); on failure it
 // kills the team (see fail).

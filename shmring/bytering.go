@@ -120,7 +120,7 @@ func newByteRing(seg *layout.Segment, cfg options.Config) (*ByteRing, error) {
 		return nil, err
 	}
 	r := &ByteRing{data: seg.Region(regionData)}
-	r.core.init(seg, ctl, capacity, 1, cfg)
+	r.core.init(seg, ctl, capacity, cfg)
 	return r, nil
 }
 

@@ -71,15 +71,11 @@ type core struct {
 	cerr      error
 	dataReady func() bool
 	readyPos  uint64 // dataReady reports tail != readyPos
-	data      []byte // the slot (byte ring: data) region, for touchNext
-	unit      uint64 // bytes per cursor unit: the slot size (byte ring: 1)
-	touched   byte   // sink of touchNext's load
 	_         [layout.LineSize]byte
 }
 
-func (c *core) init(seg *layout.Segment, ctl *control, capacity, unit uint64, cfg options.Config) {
+func (c *core) init(seg *layout.Segment, ctl *control, capacity uint64, cfg options.Config) {
 	c.seg, c.ctl, c.cap, c.mask = seg, ctl, capacity, capacity-1
-	c.data, c.unit = seg.Region(regionData), unit
 	c.name = seg.Raw().Spec().String()
 	c.fg.Init("shmring", c.name, seg.Raw().Bytes())
 	c.policy = cfg.PolicyOr(defaultPolicy)
@@ -100,9 +96,6 @@ func (c *core) init(seg *layout.Segment, ctl *control, capacity, unit uint64, cf
 			c.cerr = err
 			return true
 		}
-		if !ok {
-			c.touchNext()
-		}
 		if ok || c.ctl.writesClosed.Load() == 0 {
 			return ok
 		}
@@ -114,19 +107,6 @@ func (c *core) init(seg *layout.Segment, ctl *control, capacity, unit uint64, cf
 		}
 		c.cerr = c.drained()
 		return true
-	}
-}
-
-// touchNext loads a byte of the slot (byte ring: the record header) the
-// consumer waits for, while it waits. The producer writes that line and
-// then the tail's: a consumer that only watched the tail would see the tail
-// move and only then ask for the slot, two cache misses one after the
-// other on every hand-off; looking at both in each pass of the wait lets
-// the two transfers overlap. The byte is only read, never used: the item
-// is copied after the tail is seen, as always.
-func (c *core) touchNext() {
-	if off := (c.readyPos & c.mask) * c.unit; off < uint64(len(c.data)) {
-		c.touched = c.data[off]
 	}
 }
 

@@ -26,7 +26,7 @@ func TestFaultedPopZeroValue(t *testing.T) {
 		}
 		require.NoError(t, r.Push(context.Background(), it))
 		base := uintptr(unsafe.Pointer(unsafe.SliceData(r.core.seg.Raw().Bytes())))
-		data := uintptr(unsafe.Pointer(unsafe.SliceData(r.core.data)))
+		data := uintptr(unsafe.Pointer(unsafe.SliceData(r.core.seg.Region(regionData))))
 		off := int64(data-base) + 8192
 		off = (off + 4095) &^ 4095
 		t.Logf("data at %d, truncating to %d", data-base, off)

@@ -259,7 +259,7 @@ func newRing[T any](seg *layout.Segment, cfg options.Config) (*Ring[T], error) {
 		return nil, layout.WrapOp("shmring", "open", name, fmt.Errorf("slots: %w", err))
 	}
 	r := &Ring[T]{slots: slots}
-	r.core.init(seg, ctl, capacity, size, cfg)
+	r.core.init(seg, ctl, capacity, cfg)
 	return r, nil
 }
 

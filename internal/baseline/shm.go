@@ -5,7 +5,6 @@ import (
 	"os"
 	"strconv"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -52,14 +51,9 @@ func wordPingPong(kind string, count int) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	// The child announces itself by storing 1<<31 (and waking).
-	deadline := time.Now().Add(30 * time.Second)
-	for atomic.LoadUint32(word) != readyMark {
-		if time.Now().After(deadline) {
-			p.Kill()
-			return res, fmt.Errorf("baseline: %s peer not ready", kind)
-		}
-		_ = futex.Wait(word, 0, time.Millisecond)
+	// The child announces itself by storing 1<<31.
+	if err := awaitReady(p, func() bool { return atomic.LoadUint32(word) == readyMark }); err != nil {
+		return res, err
 	}
 	atomic.StoreUint32(word, 0)
 	var sw Stopwatch
@@ -101,7 +95,6 @@ func openWord() (*segment.Segment, *uint32, error) {
 		return nil, nil, err
 	}
 	atomic.StoreUint32(word, readyMark)
-	_, _ = futex.Wake(word, 1)
 	return seg, word, nil
 }
 

@@ -49,7 +49,7 @@ func SpinRing(count, size int) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := awaitReady(p, &ring.ctl.ready); err != nil {
+	if err := awaitReady(p, ring.ready); err != nil {
 		return res, err
 	}
 	var item [spinRingMaxItem]byte
@@ -88,11 +88,12 @@ func SpinRing(count, size int) (Result, error) {
 	return res, nil
 }
 
-// awaitReady waits up to 30 s for peer p to set *ready (it does once it
-// has mapped the segment), killing it if it does not.
-func awaitReady(p *peer, ready *uint64) error {
+// awaitReady waits up to 30 s for peer p to report itself ready (it does
+// once it has mapped the segment: ready turns true), killing it if it
+// does not.
+func awaitReady(p *peer, ready func() bool) error {
 	deadline := time.Now().Add(30 * time.Second)
-	for atomic.LoadUint64(ready) == 0 {
+	for !ready() {
 		if time.Now().After(deadline) {
 			p.Kill()
 			return fmt.Errorf("baseline: peer %d not ready after 30s", p.Pid())
@@ -121,6 +122,9 @@ type spinRing struct {
 	ctl  *spinRingControl
 	data []byte
 }
+
+// ready reports whether the peer has mapped the ring (set ctl.ready).
+func (r spinRing) ready() bool { return atomic.LoadUint64(&r.ctl.ready) != 0 }
 
 func openSpinRing(seg *segment.Segment) (spinRing, error) {
 	b := seg.Bytes()
@@ -193,7 +197,7 @@ func SpinRingPingPong(count int) (Result, error) {
 	if err != nil {
 		return res, err
 	}
-	if err := awaitReady(p, &ping.ctl.ready); err != nil {
+	if err := awaitReady(p, ping.ready); err != nil {
 		return res, err
 	}
 	var sw Stopwatch

@@ -376,6 +376,32 @@ func TestMemfdSeals(t *testing.T) {
 	require.ErrorIs(t, err, unix.EPERM, "seals must be sealed")
 }
 
+// TestShrinkSealed: only a memfd carrying F_SEAL_SHRINK is reported as
+// unable to shrink; named objects, an unsealed memfd and sysv are not.
+func TestShrinkSealed(t *testing.T) {
+	sealed := create(t, "memfd:"+testproc.UniqueName("memfd"), 4096)
+	require.True(t, sealed.ShrinkSealed(), "memfd from Create")
+	byFD, err := segment.Open("fd:" + strconv.Itoa(int(sealed.File().Fd())))
+	require.NoError(t, err)
+	t.Cleanup(func() { byFD.Close() })
+	require.True(t, byFD.ShrinkSealed(), "the same memfd opened by descriptor")
+
+	for name, spec := range map[string]string{"posix": posixSpec(), "sysv": sysvSpec()} {
+		s := create(t, spec, 4096)
+		require.False(t, s.ShrinkSealed(), name)
+	}
+
+	fd, err := unix.MemfdCreate(testproc.UniqueName("unsealed"), unix.MFD_CLOEXEC)
+	require.NoError(t, err)
+	f := os.NewFile(uintptr(fd), "unsealed")
+	t.Cleanup(func() { f.Close() })
+	require.NoError(t, unix.Ftruncate(fd, 4096))
+	u, err := segment.Open("fd:"+strconv.Itoa(fd), segment.WithUnsealed())
+	require.NoError(t, err)
+	t.Cleanup(func() { u.Close() })
+	require.False(t, u.ShrinkSealed(), "unsealed memfd")
+}
+
 func TestCloseIdempotent(t *testing.T) {
 	for name, spec := range map[string]string{
 		"posix": posixSpec(),

@@ -55,10 +55,13 @@
 //     peers that do not trust each other.
 //   - posix, file: not protected. Anyone with write access (by name, or
 //     through a descriptor) can ftruncate the object, and a mapper then
-//     takes SIGBUS on the lost part, unless the structure layer catches
-//     faults on the segment (work in progress). Use these only between
-//     peers that trust each other not to truncate, or use memfd.
+//     takes SIGBUS on the lost part. The structures catch such faults
+//     where they can (their fault guard; see each package's "Truncated
+//     segments"), at a cost per guarded call; memfd needs none of it.
 //   - sysv: cannot be truncated; its size is fixed at shmget.
+//
+// Segment.ShrinkSealed reports the memfd case, asked of the kernel
+// (F_GET_SEALS, fstatfs): the structures skip their fault guard there.
 //
 // Descriptors. "fd:N", "memfd:NAME" (a descriptor this process holds) and
 // Receive require the descriptor to carry F_SEAL_SHRINK and F_SEAL_GROW

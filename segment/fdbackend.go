@@ -154,7 +154,19 @@ func mapFile(sp Spec, f *os.File, size int, o options, op string) (*Segment, err
 	if err != nil {
 		return nil, pathErr(op, sp, fmt.Errorf("mmap %d bytes: %w", size, err))
 	}
-	return &Segment{spec: sp, readOnly: o.readOnly, data: data, file: f}, nil
+	return &Segment{spec: sp, readOnly: o.readOnly, shrinkSealed: shrinkSealed(int(f.Fd())), data: data, file: f}, nil
+}
+
+// shrinkSealed asks the kernel whether fd's object can never shrink (see
+// Segment.ShrinkSealed): F_SEAL_SHRINK set, on tmpfs (a memfd's own mount
+// is one; hugetlbfs is not). Any error means no.
+func shrinkSealed(fd int) bool {
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil || seals&unix.F_SEAL_SHRINK == 0 {
+		return false
+	}
+	var fs unix.Statfs_t
+	return unix.Fstatfs(fd, &fs) == nil && fs.Type == unix.TMPFS_MAGIC
 }
 
 // admit returns the size of the regular file behind f once it has checked

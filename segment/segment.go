@@ -106,8 +106,9 @@ func ReadOnly() Option {
 // goroutines, but no goroutine may use the memory returned by Bytes once
 // Close has started: the memory is unmapped and touching it faults.
 type Segment struct {
-	spec     Spec
-	readOnly bool
+	spec         Spec
+	readOnly     bool
+	shrinkSealed bool // see ShrinkSealed
 
 	mu     sync.Mutex
 	data   []byte   // the mapping; nil after Close
@@ -139,6 +140,18 @@ func (s *Segment) Spec() Spec { return s.spec }
 
 // ReadOnly reports whether the segment is mapped PROT_READ.
 func (s *Segment) ReadOnly() bool { return s.readOnly }
+
+// ShrinkSealed reports whether the kernel keeps everyone from shrinking the
+// object: a memfd on ordinary shared memory carrying F_SEAL_SHRINK (every
+// memfd Create makes, and every one Open and Receive admit without
+// WithUnsealed). No peer can then take pages from under the mapping, so
+// touching it never faults with SIGBUS, and the structures need no fault
+// guard on it. False for posix: and file: objects (anyone with write access
+// can ftruncate them), an unsealed memfd, a hugetlbfs memfd (a fault can
+// find the huge page pool empty), and sysv segments (which cannot be
+// truncated, but may be huge-page backed without reserve: it is not
+// visible from here).
+func (s *Segment) ShrinkSealed() bool { return s.shrinkSealed }
 
 // File returns the descriptor that keeps the object alive (posix, file,
 // memfd, fd), or nil for sysv. It belongs to the Segment and is closed by

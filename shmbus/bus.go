@@ -104,6 +104,12 @@
 // and Release are guarded as a whole only on a handle made WithFaultGuard
 // (see BenchmarkFaultGuard). Slices returned by Peek are the caller's to
 // touch, outside any guard.
+//
+// A memfd segment is sealed against shrinking (segment's ShrinkSealed), so
+// no call on it can fault and none is guarded, whatever the options. SysV
+// segments cannot be truncated either, but stay guarded: a peer may have
+// made one huge-page backed without a reserve, which faults when the pool
+// runs dry, and that is not visible from here.
 package shmbus
 
 import (

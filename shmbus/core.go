@@ -68,9 +68,9 @@ const pollEvery = 2 * time.Millisecond
 func (c *core) init(seg *layout.Segment, g geometry, ctl *control, recs []record, cfg options.Config) {
 	c.seg, c.geometry, c.ctl, c.recs = seg, g, ctl, recs
 	c.policy = cfg.PolicyOr(shmsync.SpinThenPark)
-	c.fg.Init("shmbus", c.name, seg.Raw().Bytes())
+	c.fg.Init("shmbus", c.name, seg.Raw())
 	if s, ok := cfg.Own.(*settings); ok {
-		c.guardAll = s.faultGuard
+		c.guardAll = s.faultGuard && c.fg.Needed()
 	}
 	c.dead = make([]uint64, len(recs))
 	c.subs = map[closer]struct{}{}
@@ -117,7 +117,7 @@ func (c *core) rescan() (bool, error) {
 // rescanGuarded is rescan for TryPublish, whose fast path is not guarded:
 // the rescan is its slow path, and is.
 func (c *core) rescanGuarded() (ok bool, err error) {
-	defer c.fg.Guard(&err, "publish", faultguard.Enable())
+	defer c.fg.Guard(&err, "publish", c.fg.Enable())
 	return c.rescan()
 }
 
@@ -150,7 +150,7 @@ func (c *core) markDead() bool {
 // waitRoom blocks a Block publisher until the next message fits.
 // It runs under the fault guard, the whole wait.
 func (c *core) waitRoom(ctx context.Context) (err error) {
-	defer c.fg.Guard(&err, "publish", faultguard.Enable())
+	defer c.fg.Guard(&err, "publish", c.fg.Enable())
 	if ok, err := c.rescan(); err != nil || ok {
 		return err
 	}
@@ -182,7 +182,7 @@ func (c *core) claimPublisher() (err error) {
 	if c.closed.Load() {
 		return ErrClosed
 	}
-	defer c.fg.Guard(&err, "claim publisher", faultguard.Enable())
+	defer c.fg.Guard(&err, "claim publisher", c.fg.Enable())
 	if err := c.claimWord(&c.ctl.publisher, publisherSlot, "the publisher role"); err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/owner"
 	"github.com/shmkit/shmkit/layout"
 )
@@ -45,7 +44,7 @@ func (c *core) stats() (s Stats, err error) {
 	if err := c.fg.Err(); err != nil {
 		return Stats{}, err
 	}
-	defer c.fg.Guard(&err, "stats", faultguard.Enable())
+	defer c.fg.Guard(&err, "stats", c.fg.Enable())
 	s = Stats{Kind: layout.KindBus, Overflow: c.overflow, Cap: c.cap, MaxSubscribers: len(c.recs)}
 	s.Published = c.ctl.tail.Load()
 	s.Closed = c.ctl.closed.Load() != 0
@@ -92,7 +91,7 @@ func inspectCore(s *layout.Segment) (*core, error) {
 		return nil, layout.WrapOp("shmbus", "inspect", g.name, err)
 	}
 	c := &core{seg: s, geometry: g, ctl: ctl, recs: recs}
-	c.fg.Init("shmbus", g.name, s.Raw().Bytes())
+	c.fg.Init("shmbus", g.name, s.Raw())
 	return c, nil
 }
 
@@ -120,7 +119,7 @@ func ReleaseDeadSubscribers(s *layout.Segment) (released []SubscriberStats, err 
 	if err != nil {
 		return nil, err
 	}
-	defer c.fg.Guard(&err, "release dead subscribers", faultguard.Enable())
+	defer c.fg.Guard(&err, "release dead subscribers", c.fg.Enable())
 	for _, h := range owner.ReleaseDead(&c.ctl.publisher) {
 		released = append(released, SubscriberStats{Index: -1, Name: "(publisher)", Owner: h})
 	}
@@ -157,7 +156,7 @@ func RemoveSubscriber(s *layout.Segment, name string) (err error) {
 	if err != nil {
 		return err
 	}
-	defer c.fg.Guard(&err, "remove subscriber", faultguard.Enable())
+	defer c.fg.Guard(&err, "remove subscriber", c.fg.Enable())
 	for i := range c.recs {
 		r := &c.recs[i]
 		if r.state.Load() != stateDurable || !r.nameIs(name) {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/owner"
 	"github.com/shmkit/shmkit/internal/proc"
 )
@@ -50,7 +49,7 @@ type joined struct {
 // for the protocol that keeps a Block publisher from lapping a joiner).
 // It runs under the fault guard.
 func (c *core) join(sc subConfig) (j joined, err error) {
-	defer c.fg.Guard(&err, "subscribe", faultguard.Enable())
+	defer c.fg.Guard(&err, "subscribe", c.fg.Enable())
 	if sc.name != "" && (len(sc.name) > MaxNameLen) {
 		return j, fmt.Errorf("%w: durable name of %d bytes (at most %d)", ErrCapacity, len(sc.name), MaxNameLen)
 	}
@@ -172,7 +171,7 @@ func (c *core) claimFree(me uint64) int {
 // It runs under the fault guard: a record lost with truncated pages is
 // simply forgotten.
 func (c *core) leave(idx int, durable bool) {
-	defer c.fg.Guard(nil, "close", faultguard.Enable())
+	defer c.fg.Guard(nil, "close", c.fg.Enable())
 	r := &c.recs[idx]
 	me := proc.Self().Word()
 	if r.owner.Load() == me && !durable {
@@ -223,6 +222,6 @@ func (b *Bus[T]) Subscribe(opts ...SubscribeOption) (*Subscriber[T], error) {
 // notifyRoom wakes a Block publisher (under the fault guard: a fault is
 // recorded, for the next call to report).
 func (c *core) notifyRoom() {
-	defer c.fg.Guard(nil, "subscribe", faultguard.Enable())
+	defer c.fg.Guard(nil, "subscribe", c.fg.Enable())
 	c.ctl.notFull.Notify()
 }

@@ -38,14 +38,15 @@ type settings struct {
 	faultGuard  bool
 }
 
-// WithFaultGuard runs every call of the handle and its subscribers under
-// the fault guard, the per-item fast paths (Publish, TryPublish, Next,
-// TryNext, Peek, Release) included: a segment truncated by another process
-// then gives an error wrapping ErrCorrupt and ErrTruncated from whichever
-// call touches a lost page, never SIGBUS. It costs a few ns per call (see
+// WithFaultGuard runs every call of the handle and its subscribers under the
+// fault guard, the per-item fast paths (Publish, TryPublish, Next, TryNext,
+// Peek, Release) included: a segment truncated by another process then gives
+// an error wrapping ErrCorrupt and ErrTruncated from whichever call touches
+// a lost page, never SIGBUS. It costs a few ns per call (see
 // BenchmarkFaultGuard); without it those calls guard only their slow paths
-// (claiming the publisher role, rescanning the subscribers, waiting). Segments that cannot shrink (memfd, which is sealed, and
-// SysV) do not need it.
+// (claiming the publisher role, rescanning the subscribers, waiting). On a
+// memfd segment (sealed: it cannot shrink) it changes nothing: no call there
+// is guarded, or needs to be.
 func WithFaultGuard() Option {
 	return options.New("shmbus", "WithFaultGuard", func(c *options.Config) { c.Own.(*settings).faultGuard = true })
 }

@@ -2,14 +2,12 @@ package shmbus
 
 import (
 	"context"
-
-	"github.com/shmkit/shmkit/internal/faultguard"
 )
 
 // releasePublisher gives up the publisher role, under the fault guard: a
 // role word lost with truncated pages is simply forgotten.
 func (b *Bus[T]) releasePublisher() {
-	defer b.fg.Guard(nil, "close", faultguard.Enable())
+	defer b.fg.Guard(nil, "close", b.fg.Enable())
 	b.releaseWord(&b.ctl.publisher, publisherSlot)
 }
 
@@ -21,7 +19,7 @@ func (b *Bus[T]) releasePublisher() {
 // publisher role. It fails with ErrClosed after CloseWrites.
 func (b *Bus[T]) Publish(ctx context.Context, v T) (err error) {
 	if b.guardAll {
-		defer b.fg.Guard(&err, "publish", faultguard.Enable())
+		defer b.fg.Guard(&err, "publish", b.fg.Enable())
 	}
 	if b.pstate != roleHeld || b.fg.Faulted() {
 		if err := b.claimPublisher(); err != nil {
@@ -44,7 +42,7 @@ func (b *Bus[T]) Publish(ctx context.Context, v T) (err error) {
 // ErrFull when the slowest live subscriber is a capacity behind.
 func (b *Bus[T]) TryPublish(v T) (err error) {
 	if b.guardAll {
-		defer b.fg.Guard(&err, "publish", faultguard.Enable())
+		defer b.fg.Guard(&err, "publish", b.fg.Enable())
 	}
 	if b.pstate != roleHeld || b.fg.Faulted() {
 		if err := b.claimPublisher(); err != nil {
@@ -90,7 +88,7 @@ func (b *Bus[T]) CloseWrites() (err error) {
 			return b.errf("close writes", err)
 		}
 	}
-	defer b.fg.Guard(&err, "close writes", faultguard.Enable())
+	defer b.fg.Guard(&err, "close writes", b.fg.Enable())
 	b.ctl.closed.Store(1)
 	b.ctl.notEmpty.Notify()
 	b.pstate = roleClosed
@@ -104,6 +102,6 @@ func (b *Bus[T]) Published() (n uint64) {
 	if b.closed.Load() || b.fg.Faulted() {
 		return 0
 	}
-	defer b.fg.Guard(nil, "published", faultguard.Enable())
+	defer b.fg.Guard(nil, "published", b.fg.Enable())
 	return b.ctl.tail.Load()
 }

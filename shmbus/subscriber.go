@@ -6,7 +6,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/shmkit/shmkit/internal/faultguard"
 	shmsync "github.com/shmkit/shmkit/sync"
 )
 
@@ -50,7 +49,7 @@ func (s *Subscriber[T]) Name() (name string) {
 	if !s.durable || s.closedH.Load() || s.b.fg.Faulted() {
 		return ""
 	}
-	defer s.b.fg.Guard(nil, "name", faultguard.Enable())
+	defer s.b.fg.Guard(nil, "name", s.b.fg.Enable())
 	return s.rec.readName()
 }
 
@@ -63,7 +62,7 @@ func (s *Subscriber[T]) Lag() (n uint64) {
 	if s.closedH.Load() || s.b.fg.Faulted() {
 		return 0
 	}
-	defer s.b.fg.Guard(nil, "lag", faultguard.Enable())
+	defer s.b.fg.Guard(nil, "lag", s.b.fg.Enable())
 	t := s.b.ctl.tail.Load()
 	if t < s.cursor {
 		return 0
@@ -128,7 +127,7 @@ func (s *Subscriber[T]) avail(ctx context.Context) error {
 
 // waitData waits until a message is there, under the fault guard.
 func (s *Subscriber[T]) waitData(ctx context.Context) (err error) {
-	defer s.b.fg.Guard(&err, "next", faultguard.Enable())
+	defer s.b.fg.Guard(&err, "next", s.b.fg.Enable())
 	s.cerr = nil
 	err = s.b.ctl.notEmpty.WaitPoll(ctx, s.b.policy, s.dataReady, subRecheck, recheck)
 	if s.cerr != nil {
@@ -215,7 +214,7 @@ func (s *Subscriber[T]) WaitSource() (*shmsync.Notifier, func() bool) {
 		// A fault here is recorded (the next call reports it) and makes
 		// the source ready, so the WaitSet returns.
 		ok = true
-		defer fg.Guard(nil, "wait", faultguard.Enable())
+		defer fg.Guard(nil, "wait", fg.Enable())
 		return ctl.closed.Load() != 0 || ctl.tail.Load() != rec.cursor.Load()
 	}
 }

@@ -3,8 +3,6 @@ package shmbus
 import (
 	"context"
 	"fmt"
-
-	"github.com/shmkit/shmkit/internal/faultguard"
 )
 
 // Next returns the next message, waiting until one is published, the bus
@@ -14,7 +12,7 @@ import (
 // Next continues from the oldest retained message.
 func (s *Subscriber[T]) Next(ctx context.Context) (v T, err error) {
 	if s.b.guardAll {
-		defer s.b.fg.Guard(&err, "next", faultguard.Enable())
+		defer s.b.fg.Guard(&err, "next", s.b.fg.Enable())
 	}
 	if s.pending != 0 {
 		return v, s.b.errf("next", s.takePending())
@@ -32,7 +30,7 @@ func (s *Subscriber[T]) Next(ctx context.Context) (v T, err error) {
 // TryNext is Next that never waits: ErrEmpty when nothing is there.
 func (s *Subscriber[T]) TryNext() (v T, err error) {
 	if s.b.guardAll {
-		defer s.b.fg.Guard(&err, "next", faultguard.Enable())
+		defer s.b.fg.Guard(&err, "next", s.b.fg.Enable())
 	}
 	if s.pending != 0 {
 		return v, s.b.errf("next", s.takePending())
@@ -63,7 +61,7 @@ func (s *Subscriber[T]) NextBatch(ctx context.Context, buf []T) (n int, err erro
 	if err := s.b.fg.Err(); err != nil {
 		return 0, err
 	}
-	defer s.b.fg.Guard(&err, "next", faultguard.Enable())
+	defer s.b.fg.Guard(&err, "next", s.b.fg.Enable())
 	if s.pending != 0 {
 		return 0, s.b.errf("next", s.takePending())
 	}
@@ -113,7 +111,7 @@ func (s *Subscriber[T]) NextBatch(ctx context.Context, buf []T) (n int, err erro
 // when its durable successor resumes.
 func (s *Subscriber[T]) Peek(n int) (p []T, err error) {
 	if s.b.guardAll {
-		defer s.b.fg.Guard(&err, "peek", faultguard.Enable())
+		defer s.b.fg.Guard(&err, "peek", s.b.fg.Enable())
 	}
 	if s.b.slots == nil {
 		return nil, s.b.errf("peek", fmt.Errorf("%w: Peek on an Overwrite bus (the publisher may overwrite any slot); use Next", ErrUsage))
@@ -153,7 +151,7 @@ func (s *Subscriber[T]) PeekWait(ctx context.Context, n int) ([]T, error) {
 // Release consumes the first k messages of the last Peek.
 func (s *Subscriber[T]) Release(k int) (err error) {
 	if s.b.guardAll {
-		defer s.b.fg.Guard(&err, "release", faultguard.Enable())
+		defer s.b.fg.Guard(&err, "release", s.b.fg.Enable())
 	}
 	if err := s.b.fg.Err(); err != nil {
 		return err

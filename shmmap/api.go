@@ -134,14 +134,14 @@ func (m *Map[K, V]) check(op string) error {
 	return m.fg.Err()
 }
 
-// guardRead is deferred, with faultguard.Enable(), by the guarded reads: a
+// guardRead is deferred, with m.fg.Enable(), by the guarded reads: a
 // memory fault inside the mapping makes the results zero, false and the
 // latch's error (if errp is not nil); any other panic goes on.
-func (m *Map[K, V]) guardRead(v *V, ok *bool, errp *error, op string, prev bool) {
+func (m *Map[K, V]) guardRead(v *V, ok *bool, errp *error, op string, a faultguard.Armed) {
 	if m.fg.Catch(recover(), errp, op) {
 		*v, *ok = *new(V), false
 	}
-	faultguard.Restore(prev)
+	faultguard.Restore(a)
 }
 
 // wrap gives err the package's one error shape, naming op and the segment.
@@ -161,12 +161,12 @@ func (m *Map[K, V]) Len() (n int) {
 	if m.check("len") != nil {
 		return 0
 	}
-	defer func(prev bool) {
+	defer func(a faultguard.Armed) {
 		if m.fg.Catch(recover(), nil, "len") {
 			n = 0
 		}
-		faultguard.Restore(prev)
-	}(faultguard.Enable())
+		faultguard.Restore(a)
+	}(m.fg.Enable())
 	var c uint64
 	for sh := range m.shards {
 		c += min(m.ctl(sh).Count.Load(), m.limit)

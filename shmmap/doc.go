@@ -124,4 +124,10 @@
 // waits and locked reads are. Under the race detector an atomic operation
 // on the mapping runs in the detector's C code, where a fault that lands
 // just then cannot be caught.
+//
+// A memfd segment is sealed against shrinking (segment's ShrinkSealed), so
+// no call on it can fault and none is guarded, whatever the options. SysV
+// segments cannot be truncated either, but stay guarded: a peer may have
+// made one huge-page backed without a reserve, which faults when the pool
+// runs dry, and that is not visible from here.
 package shmmap

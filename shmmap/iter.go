@@ -3,8 +3,6 @@ package shmmap
 import (
 	"iter"
 	"runtime"
-
-	"github.com/shmkit/shmkit/internal/faultguard"
 )
 
 // entry is a key/value pair copied out of a shard.
@@ -49,7 +47,7 @@ func (m *Map[K, V]) All() iter.Seq2[K, V] {
 // snapshot appends the live entries of shard sh to buf, under the fault
 // guard.
 func (m *Map[K, V]) snapshot(sh uint64, buf []entry[K, V]) (out []entry[K, V], err error) {
-	defer m.fg.Guard(&err, "all", faultguard.Enable())
+	defer m.fg.Guard(&err, "all", m.fg.Enable())
 	base := sh * m.perShard
 	seq := &m.ctl(sh).Seq
 	copyOut := func(buf []entry[K, V]) []entry[K, V] {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/proc"
 	shsync "github.com/shmkit/shmkit/sync"
 )
@@ -33,7 +32,7 @@ func (m *Map[K, V]) lock(sh uint64) error {
 // guard; after a fault the lock is left as it is (its word went with the
 // truncated pages) and the fault error returned.
 func (m *Map[K, V]) lockRest(sh uint64, got bool, err error) (lerr error) {
-	defer m.fg.Guard(&lerr, "lock", faultguard.Enable())
+	defer m.fg.Guard(&lerr, "lock", m.fg.Enable())
 	ctl := m.ctl(sh)
 	if !got && err == nil {
 		err = m.lockSlow(sh)
@@ -98,7 +97,7 @@ const lockCheckInterval = 2*shsync.DeadOwnerPoll + 50*time.Millisecond
 // It runs under the fault guard, as does the rest of a lock but its
 // uncontended TryLock.
 func (m *Map[K, V]) lockSlow(sh uint64) (err error) {
-	defer m.fg.Guard(&err, "lock", faultguard.Enable())
+	defer m.fg.Guard(&err, "lock", m.fg.Enable())
 	ctl := m.ctl(sh)
 	deadline := time.Now().Add(m.lockTimeout)
 	var suspect shsync.MutexState

@@ -89,7 +89,7 @@ func create[K comparable, V any](spec string, capacity int, cfg options.Config, 
 		_ = segment.Remove(spec)
 		return nil, err
 	}
-	m.lockTimeout, m.guardAll = c.lockTimeout, c.faultGuard
+	m.lockTimeout, m.guardAll = c.lockTimeout, c.faultGuard && m.fg.Needed()
 	return m, nil
 }
 
@@ -119,7 +119,7 @@ func open[K comparable, V any](spec string, cfg options.Config, c mapSettings) (
 		_ = s.Close()
 		return nil, err
 	}
-	m.lockTimeout, m.guardAll = c.lockTimeout, c.faultGuard
+	m.lockTimeout, m.guardAll = c.lockTimeout, c.faultGuard && m.fg.Needed()
 	return m, nil
 }
 
@@ -128,13 +128,13 @@ func open[K comparable, V any](spec string, cfg options.Config, c mapSettings) (
 // fault guard (the mapping may already be truncated).
 func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (m *Map[K, V], err error) {
 	var fg faultguard.Latch
-	fg.Init("shmmap", s.Raw().Spec().String(), s.Raw().Bytes())
-	defer func(prev bool) {
+	fg.Init("shmmap", s.Raw().Spec().String(), s.Raw())
+	defer func(a faultguard.Armed) {
 		if fg.Catch(recover(), &err, "attach") {
 			m = nil
 		}
-		faultguard.Restore(prev)
-	}(faultguard.Enable())
+		faultguard.Restore(a)
+	}(fg.Enable())
 	h := s.Header()
 	p := h.Params
 	corrupt := func(format string, args ...any) error {
@@ -177,6 +177,6 @@ func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (m *Map[K, V]
 		readOnly:   s.Raw().ReadOnly(),
 		spec:       s.Raw().Spec().String(),
 	}
-	m.fg.Init("shmmap", m.spec, s.Raw().Bytes())
+	m.fg.Init("shmmap", m.spec, s.Raw())
 	return m, nil
 }

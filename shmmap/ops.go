@@ -2,7 +2,6 @@ package shmmap
 
 import (
 	"github.com/shmkit/shmkit/internal/crashpoint"
-	"github.com/shmkit/shmkit/internal/faultguard"
 )
 
 // Update reads k's current value (ok false if absent) and, under the
@@ -21,7 +20,7 @@ func (m *Map[K, V]) update(op string, k K, fn func(v V, ok bool) (nv V, keep boo
 		return err
 	}
 	if m.guardAll {
-		defer m.fg.Guard(&err, op, faultguard.Enable())
+		defer m.fg.Guard(&err, op, m.fg.Enable())
 	}
 	if err := m.updateErr(k, fn); err != nil {
 		return m.wrap(op, err)
@@ -111,7 +110,7 @@ func (m *Map[K, V]) Clear() (err error) {
 	if err := m.check("clear"); err != nil {
 		return err
 	}
-	defer m.fg.Guard(&err, "clear", faultguard.Enable())
+	defer m.fg.Guard(&err, "clear", m.fg.Enable())
 	for sh := range m.shards {
 		if err := m.lock(sh); err != nil {
 			return m.wrap("clear", err)

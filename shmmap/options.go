@@ -55,14 +55,14 @@ func WithShards(n int) Option {
 
 // WithFaultGuard runs every call of the handle under the fault guard, the
 // per-key ones (Get, Load, Put, Delete, LoadAndDelete, Update,
-// CompareAndSwap, CompareAndDelete, LoadOrStore) included: a posix: or
-// file: segment truncated by another process then gives an error wrapping
-// ErrCorrupt and ErrTruncated from whichever call touches a lost page
-// (Get: zero, false), never SIGBUS. It costs a few ns per call (see
+// CompareAndSwap, CompareAndDelete, LoadOrStore) included: a posix: or file:
+// segment truncated by another process then gives an error wrapping
+// ErrCorrupt and ErrTruncated from whichever call touches a lost page (Get:
+// zero, false), never SIGBUS. It costs a few ns per call (see
 // BenchmarkFaultGuard); without it only the slow paths are guarded (lock
-// waits, locked reads, repairs, All, Clear, Len, Stats, Check, Inspect).
-// Segments that cannot shrink (memfd, which is sealed, and SysV) do not
-// need it.
+// waits, locked reads, repairs, All, Clear, Len, Stats, Check, Inspect). On
+// a memfd segment (sealed: it cannot shrink) it changes nothing: no call
+// there is guarded, or needs to be.
 func WithFaultGuard() Option {
 	return options.New("shmmap", "WithFaultGuard", func(c *options.Config) { own(c).faultGuard = true })
 }

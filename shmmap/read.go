@@ -2,8 +2,6 @@ package shmmap
 
 import (
 	"sync/atomic"
-
-	"github.com/shmkit/shmkit/internal/faultguard"
 )
 
 const (
@@ -71,7 +69,7 @@ func (m *Map[K, V]) Get(k K) (v V, ok bool) {
 // optimistic attempts, then the lock) under the fault guard, kept out of
 // Get's own frame (see above).
 func (m *Map[K, V]) getGuarded(k K) (v V, ok bool) {
-	defer m.guardRead(&v, &ok, nil, "get", faultguard.Enable())
+	defer m.guardRead(&v, &ok, nil, "get", m.fg.Enable())
 	if m.closed.Load() || m.fg.Faulted() {
 		return v, false
 	}
@@ -87,7 +85,7 @@ func (m *Map[K, V]) Load(k K) (v V, ok bool, err error) {
 		return v, false, err
 	}
 	if m.guardAll {
-		defer m.guardRead(&v, &ok, &err, "load", faultguard.Enable())
+		defer m.guardRead(&v, &ok, &err, "load", m.fg.Enable())
 	}
 	return m.load(&k)
 }
@@ -150,7 +148,7 @@ func (m *Map[K, V]) probe(sh, tag uint64, k *K) (uint64, bool) {
 
 // loadLocked is the locked read path, always under the fault guard.
 func (m *Map[K, V]) loadLocked(sh, tag uint64, k *K) (v V, ok bool, err error) {
-	defer m.guardRead(&v, &ok, &err, "load", faultguard.Enable())
+	defer m.guardRead(&v, &ok, &err, "load", m.fg.Enable())
 	m.lockedReads.Add(1)
 	if err := m.lock(sh); err != nil {
 		return v, false, err

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/shmkit/shmkit/internal/faultguard"
 	shsync "github.com/shmkit/shmkit/sync"
 )
 
@@ -48,7 +47,7 @@ func (m *Map[K, V]) settle(sh uint64) (settled bool) {
 		return false
 	}
 	settled = true // what a fault leaves
-	defer m.fg.Guard(nil, "load", faultguard.Enable())
+	defer m.fg.Guard(nil, "load", m.fg.Enable())
 	ctl := m.ctl(sh)
 	got, err := ctl.Mu.TryLock()
 	if !got {
@@ -73,7 +72,7 @@ func (m *Map[K, V]) settle(sh uint64) (settled bool) {
 //
 // It runs under the fault guard.
 func (m *Map[K, V]) repair(sh uint64) (err error) {
-	defer m.fg.Guard(&err, "repair", faultguard.Enable())
+	defer m.fg.Guard(&err, "repair", m.fg.Enable())
 	m.repairs.Add(1)
 	ctl := m.ctl(sh)
 	op := ctl.RedoOp

@@ -58,12 +58,12 @@ func (m *Map[K, V]) Stats() (st Stats, err error) {
 	if err := m.check("stats"); err != nil {
 		return Stats{}, err
 	}
-	defer func(prev bool) {
+	defer func(a faultguard.Armed) {
 		if m.fg.Catch(recover(), &err, "stats") {
 			st = Stats{}
 		}
-		faultguard.Restore(prev)
-	}(faultguard.Enable())
+		faultguard.Restore(a)
+	}(m.fg.Enable())
 	t := table{
 		shardMem: m.shardMem, stride: m.stride,
 		slotMem: m.seg.Region(1), slotSize: uint64(slotSize[K, V]()),
@@ -82,13 +82,13 @@ func (m *Map[K, V]) Stats() (st Stats, err error) {
 func Inspect(s *layout.Segment) (st Stats, err error) {
 	spec := s.Raw().Spec().String()
 	var fg faultguard.Latch
-	fg.Init("shmmap", spec, s.Raw().Bytes())
-	defer func(prev bool) {
+	fg.Init("shmmap", spec, s.Raw())
+	defer func(a faultguard.Armed) {
 		if fg.Catch(recover(), &err, "inspect") {
 			st = Stats{}
 		}
-		faultguard.Restore(prev)
-	}(faultguard.Enable())
+		faultguard.Restore(a)
+	}(fg.Enable())
 	st, err = inspect(s)
 	return st, layout.WrapOp("shmmap", "inspect", spec, err)
 }
@@ -169,7 +169,7 @@ func (m *Map[K, V]) Check() (err error) {
 	if err := m.check("check"); err != nil {
 		return err
 	}
-	defer m.fg.Guard(&err, "check", faultguard.Enable())
+	defer m.fg.Guard(&err, "check", m.fg.Enable())
 	var errs []error
 	for sh := range m.shards {
 		if m.fg.Faulted() {

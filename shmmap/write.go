@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
-	"github.com/shmkit/shmkit/internal/faultguard"
 )
 
 // Put stores v for k. It returns ErrFull if k is new and its shard is at
@@ -17,7 +16,7 @@ func (m *Map[K, V]) Put(k K, v V) (err error) {
 		return err
 	}
 	if m.guardAll {
-		defer m.fg.Guard(&err, "put", faultguard.Enable())
+		defer m.fg.Guard(&err, "put", m.fg.Enable())
 	}
 	tag, sh := m.tagOf(&k)
 	m.touch(sh, tag)
@@ -178,7 +177,7 @@ func (m *Map[K, V]) loadAndDelete(k K) (v V, loaded bool, err error) {
 		return v, false, err
 	}
 	if m.guardAll {
-		defer m.guardRead(&v, &loaded, &err, "delete", faultguard.Enable())
+		defer m.guardRead(&v, &loaded, &err, "delete", m.fg.Enable())
 	}
 	tag, sh := m.tagOf(&k)
 	m.touch(sh, tag)

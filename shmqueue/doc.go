@@ -249,4 +249,10 @@
 // ready; the next call reports it). Push, TryPush, Pop and TryPop are
 // guarded as a whole only on a handle made WithFaultGuard (a few ns per
 // call, see BenchmarkFaultGuard); otherwise only their waits are.
+//
+// A memfd segment is sealed against shrinking (segment's ShrinkSealed), so
+// no call on it can fault and none is guarded, whatever the options. SysV
+// segments cannot be truncated either, but stay guarded: a peer may have
+// made one huge-page backed without a reserve, which faults when the pool
+// runs dry, and that is not visible from here.
 package shmqueue

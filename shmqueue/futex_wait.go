@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
-	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/proc"
 	"github.com/shmkit/shmkit/sync"
 )
@@ -35,7 +34,7 @@ const (
 // whole wait (its checks and repairs run inside WaitPoll): a memory fault
 // returns the handle's fault error.
 func (q *futexQueue[T]) wait(ctx context.Context, n *sync.Notifier, s snapshot, ob obstacle, consumer bool) (err error) {
-	defer q.fg.Guard(&err, opName(consumer), faultguard.Enable())
+	defer q.fg.Guard(&err, opName(consumer), q.fg.Enable())
 	i := 0
 	ready := func() bool {
 		// Watch the slot we wait for on every check; the cursors (the

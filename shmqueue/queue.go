@@ -164,9 +164,9 @@ func attach[T any](seg *layout.Segment, spec string, cfg options.Config, sem *sy
 	}
 	policy := cfg.PolicyOr(DefaultWaitPolicy)
 	q := &Queue[T]{seg: seg, spec: spec, backend: Backend(h.Params[paramBackend])}
-	q.fg.Init("shmqueue", spec, seg.Raw().Bytes())
+	q.fg.Init("shmqueue", spec, seg.Raw())
 	if s, ok := cfg.Own.(*settings); ok {
-		q.guardAll = s.faultGuard
+		q.guardAll = s.faultGuard && q.fg.Needed()
 	}
 	if err := q.attachBackend(seg, cp, policy, sem); err != nil {
 		return nil, err
@@ -176,7 +176,7 @@ func attach[T any](seg *layout.Segment, spec string, cfg options.Config, sem *sy
 
 // attachBackend is attach's guarded part: it makes and attaches q.b.
 func (q *Queue[T]) attachBackend(seg *layout.Segment, cp uint64, policy sync.WaitPolicy, sem *sync.SemSet) (err error) {
-	defer q.fg.Guard(&err, "attach", faultguard.Enable())
+	defer q.fg.Guard(&err, "attach", q.fg.Enable())
 	h := seg.Header()
 	if uint64(len(seg.Region(1))) != cp*slotSize[T]() {
 		return fmt.Errorf("%w: slot region of %d bytes for capacity %d", ErrCorrupt, len(seg.Region(1)), cp)
@@ -342,7 +342,7 @@ func (q *Queue[T]) pushChecked(ctx context.Context, v T, block bool) (err error)
 		return err
 	}
 	if q.guardAll {
-		defer q.fg.Guard(&err, "push", faultguard.Enable())
+		defer q.fg.Guard(&err, "push", q.fg.Enable())
 	}
 	return q.wrap("push", q.b.pushOne(ctx, v, block))
 }
@@ -358,7 +358,7 @@ func (q *Queue[T]) PushBatch(ctx context.Context, vs []T) (n int, err error) {
 	if err := q.check("push"); err != nil {
 		return 0, err
 	}
-	defer q.fg.Guard(&err, "push", faultguard.Enable())
+	defer q.fg.Guard(&err, "push", q.fg.Enable())
 	n, err = q.b.push(ctx, vs, true)
 	return n, q.wrap("push", err)
 }
@@ -394,7 +394,7 @@ func (q *Queue[T]) popChecked(ctx context.Context, block bool) (v T, err error) 
 		return v, err
 	}
 	if q.guardAll {
-		defer q.fg.Guard(&err, "pop", faultguard.Enable())
+		defer q.fg.Guard(&err, "pop", q.fg.Enable())
 	}
 	v, err = q.b.popOne(ctx, block)
 	return v, q.wrap("pop", err)
@@ -413,7 +413,7 @@ func (q *Queue[T]) PopBatch(ctx context.Context, buf []T) (n int, err error) {
 	if len(buf) == 0 {
 		return 0, nil
 	}
-	defer q.fg.Guard(&err, "pop", faultguard.Enable())
+	defer q.fg.Guard(&err, "pop", q.fg.Enable())
 	n, err = q.b.pop(ctx, buf, true)
 	return n, q.wrap("pop", err)
 }
@@ -428,7 +428,7 @@ func (q *Queue[T]) TryPopBatch(buf []T) (n int, err error) {
 	if len(buf) == 0 {
 		return 0, nil
 	}
-	defer q.fg.Guard(&err, "pop", faultguard.Enable())
+	defer q.fg.Guard(&err, "pop", q.fg.Enable())
 	n, err = q.b.pop(context.Background(), buf, false)
 	return n, q.wrap("pop", err)
 }
@@ -442,7 +442,7 @@ func (q *Queue[T]) CloseWrites() (err error) {
 	if err := q.check("close writes"); err != nil {
 		return err
 	}
-	defer q.fg.Guard(&err, "close writes", faultguard.Enable())
+	defer q.fg.Guard(&err, "close writes", q.fg.Enable())
 	return q.wrap("close writes", q.b.closeWrites())
 }
 
@@ -453,7 +453,7 @@ func (q *Queue[T]) Len() (n int) {
 	if q.check("len") != nil {
 		return 0
 	}
-	defer q.fg.Guard(nil, "len", faultguard.Enable())
+	defer q.fg.Guard(nil, "len", q.fg.Enable())
 	return q.b.length()
 }
 
@@ -490,7 +490,7 @@ func (q *Queue[T]) WaitSource() (*sync.Notifier, func() bool) {
 			return true
 		}
 		ok = true // what a fault leaves
-		defer q.fg.Guard(nil, "wait", faultguard.Enable())
+		defer q.fg.Guard(nil, "wait", q.fg.Enable())
 		return ready()
 	}
 }
@@ -515,7 +515,7 @@ func (q *Queue[T]) Close() error {
 }
 
 func (q *Queue[T]) detach() {
-	defer q.fg.Guard(nil, "close", faultguard.Enable())
+	defer q.fg.Guard(nil, "close", q.fg.Enable())
 	q.b.detach()
 }
 

@@ -53,7 +53,7 @@ func (q *Queue[T]) Stats() (s Stats, err error) {
 	if err := q.check("stats"); err != nil {
 		return Stats{}, err
 	}
-	defer q.fg.Guard(&err, "stats", faultguard.Enable())
+	defer q.fg.Guard(&err, "stats", q.fg.Enable())
 	s = q.b.stats()
 	s.Backend = q.backend
 	s.Cap = q.Cap()
@@ -67,8 +67,8 @@ func (q *Queue[T]) Stats() (s Stats, err error) {
 func Inspect(s *layout.Segment) (st Stats, err error) {
 	spec := s.Raw().Spec().String()
 	var fg faultguard.Latch
-	fg.Init("shmqueue", spec, s.Raw().Bytes())
-	defer fg.Guard(&err, "inspect", faultguard.Enable())
+	fg.Init("shmqueue", spec, s.Raw())
+	defer fg.Guard(&err, "inspect", fg.Enable())
 	wrap := func(err error) error { return layout.WrapOp("shmqueue", "inspect", spec, err) }
 	h := s.Header()
 	if h.Kind != layout.KindQueue {

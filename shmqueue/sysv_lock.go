@@ -10,7 +10,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
-	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/sync"
 )
 
@@ -226,7 +225,7 @@ func (q *sysvQueue[T]) waitToken(ctx context.Context, sem uint16) (err error) {
 	if sem == semItems {
 		n, consumer = &q.ctl.items, true
 	}
-	defer q.fg.Guard(&err, opName(consumer), faultguard.Enable())
+	defer q.fg.Guard(&err, opName(consumer), q.fg.Enable())
 	// The set may be removed (ipcrm) while nobody touches it: look at it
 	// on every recheck, so a waiter says so instead of waiting on.
 	var gone error

@@ -8,7 +8,6 @@ import (
 	"io"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
-	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/layout"
 )
 
@@ -43,7 +42,7 @@ func (r *ByteRing) Read() ([]byte, error) {
 }
 
 func (r *ByteRing) guardedRead() (b []byte, err error) {
-	defer r.guardC(&err, "read", faultguard.Enable())
+	defer r.guardC(&err, "read", r.fg.Enable())
 	return r.doRead()
 }
 
@@ -110,7 +109,7 @@ func (r *ByteRing) ReadWait(ctx context.Context) ([]byte, error) {
 }
 
 func (r *ByteRing) guardedReadWait(ctx context.Context) (b []byte, err error) {
-	defer r.guardC(&err, "read", faultguard.Enable())
+	defer r.guardC(&err, "read", r.fg.Enable())
 	return r.doReadWait(ctx)
 }
 
@@ -136,7 +135,7 @@ func (r *ByteRing) Release() error {
 }
 
 func (r *ByteRing) guardedRelease() (err error) {
-	defer r.guardC(&err, "release", faultguard.Enable())
+	defer r.guardC(&err, "release", r.fg.Enable())
 	return r.doRelease()
 }
 
@@ -168,7 +167,7 @@ func (r *ByteRing) ReadInto(ctx context.Context, buf []byte) (int, error) {
 }
 
 func (r *ByteRing) guardedReadInto(ctx context.Context, buf []byte) (n int, err error) {
-	defer r.guardC(&err, "read", faultguard.Enable())
+	defer r.guardC(&err, "read", r.fg.Enable())
 	return r.doReadInto(ctx, buf)
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
-	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/layout"
 )
 
@@ -44,7 +43,7 @@ func (r *ByteRing) Reserve(n int) ([]byte, error) {
 }
 
 func (r *ByteRing) guardedReserve(n int) (b []byte, err error) {
-	defer r.guardP(&err, "reserve", faultguard.Enable())
+	defer r.guardP(&err, "reserve", r.fg.Enable())
 	return r.doReserve(n)
 }
 
@@ -92,7 +91,7 @@ func (r *ByteRing) ReserveWait(ctx context.Context, n int) ([]byte, error) {
 }
 
 func (r *ByteRing) guardedReserveWait(ctx context.Context, n int) (b []byte, err error) {
-	defer r.guardP(&err, "reserve", faultguard.Enable())
+	defer r.guardP(&err, "reserve", r.fg.Enable())
 	return r.doReserveWait(ctx, n)
 }
 
@@ -119,7 +118,7 @@ func (r *ByteRing) Commit(k int) error {
 }
 
 func (r *ByteRing) guardedCommit(k int) (err error) {
-	defer r.guardP(&err, "commit", faultguard.Enable())
+	defer r.guardP(&err, "commit", r.fg.Enable())
 	return r.doCommit(k)
 }
 
@@ -151,7 +150,7 @@ func (r *ByteRing) Write(ctx context.Context, p []byte) error {
 }
 
 func (r *ByteRing) guardedWrite(ctx context.Context, p []byte) (err error) {
-	defer r.guardP(&err, "write", faultguard.Enable())
+	defer r.guardP(&err, "write", r.fg.Enable())
 	return r.doWrite(ctx, p)
 }
 
@@ -174,7 +173,7 @@ func (r *ByteRing) TryWrite(p []byte) error {
 }
 
 func (r *ByteRing) guardedTryWrite(p []byte) (err error) {
-	defer r.guardP(&err, "write", faultguard.Enable())
+	defer r.guardP(&err, "write", r.fg.Enable())
 	return r.doTryWrite(p)
 }
 

@@ -77,10 +77,10 @@ type core struct {
 func (c *core) init(seg *layout.Segment, ctl *control, capacity uint64, cfg options.Config) {
 	c.seg, c.ctl, c.cap, c.mask = seg, ctl, capacity, capacity-1
 	c.name = seg.Raw().Spec().String()
-	c.fg.Init("shmring", c.name, seg.Raw().Bytes())
+	c.fg.Init("shmring", c.name, seg.Raw())
 	c.policy = cfg.PolicyOr(defaultPolicy)
 	if s, ok := cfg.Own.(*settings); ok {
-		c.guardAll = s.faultGuard
+		c.guardAll = s.faultGuard && c.fg.Needed()
 	}
 	c.roomReady = func() bool {
 		ok, err := c.refreshHead(c.need)
@@ -157,7 +157,7 @@ func (c *core) refreshHeadGuarded(need uint64) (ok bool, err error) {
 	if !c.guardAll {
 		return c.refreshHead(need)
 	}
-	defer c.guardP(&err, "refresh head", faultguard.Enable())
+	defer c.guardP(&err, "refresh head", c.fg.Enable())
 	return c.refreshHead(need)
 }
 
@@ -166,7 +166,7 @@ func (c *core) refreshTailGuarded(pos uint64) (ok bool, err error) {
 	if !c.guardAll {
 		return c.refreshTail(pos)
 	}
-	defer c.guardC(&err, "refresh tail", faultguard.Enable())
+	defer c.guardC(&err, "refresh tail", c.fg.Enable())
 	return c.refreshTail(pos)
 }
 

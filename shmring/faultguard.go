@@ -17,29 +17,38 @@ var ErrTruncated = faultguard.ErrTruncated
 func (c *core) faultErr() error { return c.fg.Err() }
 
 // guardP is deferred by every producer method, with the result of
-// faultguard.Enable: a memory fault inside the segment's mapping becomes
+// c.fg.Enable(): a memory fault inside the segment's mapping becomes
 // the handle's fault error (in *errp, if not nil) and leaves the producer
 // side faulted; any other panic goes on.
-func (c *core) guardP(errp *error, op string, prev bool) {
+func (c *core) guardP(errp *error, op string, a faultguard.Armed) {
+	if a == faultguard.Unarmed {
+		return
+	}
 	if c.fg.Catch(recover(), errp, op) {
 		c.pstate = roleFaulted
 	}
-	faultguard.Restore(prev)
+	faultguard.Restore(a)
 }
 
 // guardC is guardP for consumer methods.
-func (c *core) guardC(errp *error, op string, prev bool) {
+func (c *core) guardC(errp *error, op string, a faultguard.Armed) {
+	if a == faultguard.Unarmed {
+		return
+	}
 	if c.fg.Catch(recover(), errp, op) {
 		c.cstate = roleFaulted
 	}
-	faultguard.Restore(prev)
+	faultguard.Restore(a)
 }
 
 // guardAny is guardP for calls any goroutine may make (Len, Stats, a
 // WaitSet's readiness check): it records the fault without touching either
 // side's state, which belongs to the role goroutines. They see the fault
 // at their next slow path, or fault themselves. It is the Latch's Guard.
-func (c *core) guardAny(errp *error, op string, prev bool) {
+func (c *core) guardAny(errp *error, op string, a faultguard.Armed) {
+	if a == faultguard.Unarmed {
+		return
+	}
 	c.fg.Catch(recover(), errp, op)
-	faultguard.Restore(prev)
+	faultguard.Restore(a)
 }

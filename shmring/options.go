@@ -17,12 +17,12 @@ type settings struct {
 // WithFaultGuard runs every call of the handle under the fault guard, the
 // per-item fast paths (Push, Pop, TryPush, TryPop, Claim, Publish, Peek,
 // Advance, and the ByteRing's Reserve, Commit, Write, TryWrite, Read,
-// ReadWait, Release, ReadInto, ...) included: a segment truncated by
-// another process then gives an error wrapping ErrCorrupt from whichever
-// call touches a lost page, never SIGBUS. It costs about 10 ns per call
-// (see BenchmarkFaultGuard); without it those calls guard only their slow
-// paths. Segments that cannot shrink (memfd, which is sealed, and SysV)
-// do not need it.
+// ReadWait, Release, ReadInto, ...) included: a segment truncated by another
+// process then gives an error wrapping ErrCorrupt from whichever call
+// touches a lost page, never SIGBUS. It costs about 10 ns per call (see
+// BenchmarkFaultGuard); without it those calls guard only their slow paths.
+// On a memfd segment (sealed: it cannot shrink) it changes nothing: no call
+// there is guarded, or needs to be.
 func WithFaultGuard() Option {
 	return options.New("shmring", "WithFaultGuard", func(c *options.Config) {
 		c.Own.(*settings).faultGuard = true

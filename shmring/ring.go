@@ -115,6 +115,12 @@
 // fault at an address outside the segment's mapping is not caught: it
 // panics on, as any bug should.
 //
+// A memfd segment is sealed against shrinking (segment's ShrinkSealed), so
+// no call on it can fault and none is guarded, whatever the options. SysV
+// segments cannot be truncated either, but stay guarded: a peer may have
+// made one huge-page backed without a reserve, which faults when the pool
+// runs dry, and that is not visible from here.
+//
 // The guard costs about 10 ns per call (BenchmarkFaultGuard), several
 // times the cost of the per-item fast paths, so by default it covers:
 //

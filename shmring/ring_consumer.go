@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
-	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/layout"
 )
 
@@ -32,7 +31,7 @@ func (r *Ring[T]) Pop(ctx context.Context) (v T, err error) {
 // the copy from the slot must not hand back half an item, and only a
 // complete one reaches *v.
 func (r *Ring[T]) guardedPop(ctx context.Context, v *T) (err error) {
-	defer r.guardC(&err, "pop", faultguard.Enable())
+	defer r.guardC(&err, "pop", r.fg.Enable())
 	var w T
 	if err = r.doPop(ctx, &w); err == nil {
 		*v = w
@@ -73,7 +72,7 @@ func (r *Ring[T]) TryPop() (v T, ok bool) {
 
 // guardedTryPop copies into a local first, as guardedPop does.
 func (r *Ring[T]) guardedTryPop(v *T) (ok bool) {
-	defer r.guardC(nil, "pop", faultguard.Enable())
+	defer r.guardC(nil, "pop", r.fg.Enable())
 	var w T
 	if ok = r.doTryPop(&w); ok {
 		*v = w
@@ -125,7 +124,7 @@ func (r *Ring[T]) Peek(n int) ([]T, error) {
 }
 
 func (r *Ring[T]) guardedPeek(n int) (s []T, err error) {
-	defer r.guardC(&err, "peek", faultguard.Enable())
+	defer r.guardC(&err, "peek", r.fg.Enable())
 	return r.doPeek(n)
 }
 
@@ -167,7 +166,7 @@ func (r *Ring[T]) PeekWait(ctx context.Context, n int) ([]T, error) {
 }
 
 func (r *Ring[T]) guardedPeekWait(ctx context.Context, n int) (s []T, err error) {
-	defer r.guardC(&err, "peek", faultguard.Enable())
+	defer r.guardC(&err, "peek", r.fg.Enable())
 	return r.doPeekWait(ctx, n)
 }
 
@@ -194,7 +193,7 @@ func (r *Ring[T]) Advance(k int) error {
 }
 
 func (r *Ring[T]) guardedAdvance(k int) (err error) {
-	defer r.guardC(&err, "advance", faultguard.Enable())
+	defer r.guardC(&err, "advance", r.fg.Enable())
 	return r.doAdvance(k)
 }
 
@@ -222,7 +221,7 @@ func (r *Ring[T]) doAdvance(k int) error {
 // then removes up to len(buf) items into buf and returns how many. Items are
 // released before PopBatch returns (see Pop about crashes).
 func (r *Ring[T]) PopBatch(ctx context.Context, buf []T) (n int, err error) {
-	defer r.guardC(&err, "pop", faultguard.Enable())
+	defer r.guardC(&err, "pop", r.fg.Enable())
 	return r.doPopBatch(ctx, buf)
 }
 

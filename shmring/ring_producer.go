@@ -5,7 +5,6 @@ import (
 	"fmt"
 
 	"github.com/shmkit/shmkit/internal/crashpoint"
-	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/layout"
 )
 
@@ -25,7 +24,7 @@ func (r *Ring[T]) Push(ctx context.Context, v T) error {
 }
 
 func (r *Ring[T]) guardedPush(ctx context.Context, v *T) (err error) {
-	defer r.guardP(&err, "push", faultguard.Enable())
+	defer r.guardP(&err, "push", r.fg.Enable())
 	return r.doPush(ctx, v)
 }
 
@@ -59,7 +58,7 @@ func (r *Ring[T]) TryPush(v T) bool {
 }
 
 func (r *Ring[T]) guardedTryPush(v *T) (ok bool) {
-	defer r.guardP(nil, "push", faultguard.Enable())
+	defer r.guardP(nil, "push", r.fg.Enable())
 	return r.doTryPush(v)
 }
 
@@ -106,7 +105,7 @@ func (r *Ring[T]) Claim(n int) ([]T, error) {
 }
 
 func (r *Ring[T]) guardedClaim(n int) (s []T, err error) {
-	defer r.guardP(&err, "claim", faultguard.Enable())
+	defer r.guardP(&err, "claim", r.fg.Enable())
 	return r.doClaim(n)
 }
 
@@ -148,7 +147,7 @@ func (r *Ring[T]) ClaimWait(ctx context.Context, n int) ([]T, error) {
 }
 
 func (r *Ring[T]) guardedClaimWait(ctx context.Context, n int) (s []T, err error) {
-	defer r.guardP(&err, "claim", faultguard.Enable())
+	defer r.guardP(&err, "claim", r.fg.Enable())
 	return r.doClaimWait(ctx, n)
 }
 
@@ -174,7 +173,7 @@ func (r *Ring[T]) Publish(k int) error {
 }
 
 func (r *Ring[T]) guardedPublish(k int) (err error) {
-	defer r.guardP(&err, "publish", faultguard.Enable())
+	defer r.guardP(&err, "publish", r.fg.Enable())
 	return r.doPublish(k)
 }
 
@@ -203,7 +202,7 @@ func (r *Ring[T]) doPublish(k int) error {
 // many items were pushed (all of them when err is nil). Items become
 // visible in contiguous chunks as they are copied in.
 func (r *Ring[T]) PushBatch(ctx context.Context, items []T) (n int, err error) {
-	defer r.guardP(&err, "push", faultguard.Enable())
+	defer r.guardP(&err, "push", r.fg.Enable())
 	return r.doPushBatch(ctx, items)
 }
 

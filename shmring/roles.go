@@ -81,7 +81,7 @@ func (c *core) claimProducer() (err error) {
 	if err := c.faultErr(); err != nil {
 		return err
 	}
-	defer c.guardP(&err, "claim role", faultguard.Enable())
+	defer c.guardP(&err, "claim role", c.fg.Enable())
 	if c.ctl.writesClosed.Load() != 0 {
 		return layout.WrapOp("shmring", "produce", c.name, fmt.Errorf("%w: writes were closed (CloseWrites)", ErrClosed))
 	}
@@ -110,7 +110,7 @@ func (c *core) claimConsumer() (err error) {
 	if err := c.faultErr(); err != nil {
 		return err
 	}
-	defer c.guardC(&err, "claim role", faultguard.Enable())
+	defer c.guardC(&err, "claim role", c.fg.Enable())
 	if err := c.claim(roleConsumer); err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func (c *core) releaseRoles() {
 }
 
 func (c *core) releaseGuarded(role uint8) {
-	defer c.guardAny(nil, "close", faultguard.Enable())
+	defer c.guardAny(nil, "close", c.fg.Enable())
 	c.release(role)
 }
 
@@ -170,7 +170,7 @@ func ReleaseDeadRoles(s *layout.Segment) (released []RoleHolder, err error) {
 		return nil, err
 	}
 	var fg faultguard.Latch
-	fg.Init("shmring", s.Raw().Spec().String(), s.Raw().Bytes())
-	defer fg.Guard(&err, "release dead roles", faultguard.Enable())
+	fg.Init("shmring", s.Raw().Spec().String(), s.Raw())
+	defer fg.Guard(&err, "release dead roles", fg.Enable())
 	return owner.ReleaseDead(&ctl.producer, &ctl.consumer), nil
 }

@@ -3,7 +3,6 @@ package shmring
 import (
 	"fmt"
 
-	"github.com/shmkit/shmkit/internal/faultguard"
 	"github.com/shmkit/shmkit/internal/owner"
 	"github.com/shmkit/shmkit/layout"
 )
@@ -36,7 +35,7 @@ func (c *core) stats(kind layout.Kind) (s RingStats, err error) {
 	if err := c.faultErr(); err != nil {
 		return s, err
 	}
-	defer c.guardAny(&err, "stats", faultguard.Enable())
+	defer c.guardAny(&err, "stats", c.fg.Enable())
 	var corrupt error
 	s.Head = c.ctl.head.Load()
 	s.Tail = c.ctl.tail.Load()
@@ -66,7 +65,7 @@ func (c *core) length() (n uint64) {
 	if c.closed.Load() || c.fg.Faulted() {
 		return 0
 	}
-	defer c.guardAny(nil, "len", faultguard.Enable())
+	defer c.guardAny(nil, "len", c.fg.Enable())
 	h := c.ctl.head.Load()
 	t := c.ctl.tail.Load()
 	if d := t - h; d <= c.cap {
@@ -95,6 +94,6 @@ func Inspect(s *layout.Segment) (RingStats, error) {
 		return RingStats{}, err
 	}
 	c := core{ctl: ctl, cap: capacity, mask: capacity - 1, name: s.Raw().Spec().String()}
-	c.fg.Init("shmring", c.name, s.Raw().Bytes())
+	c.fg.Init("shmring", c.name, s.Raw())
 	return c.stats(h.Kind)
 }

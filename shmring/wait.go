@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/shmkit/shmkit/internal/faultguard"
 	shmsync "github.com/shmkit/shmkit/sync"
 )
 
@@ -21,7 +20,7 @@ func recheck() bool { return true }
 // waitRoom blocks until need units are free, ctx is done, or the cursors
 // are found corrupt. The producer role must be held.
 func (c *core) waitRoom(ctx context.Context, need uint64) (err error) {
-	defer c.guardP(&err, "wait for room", faultguard.Enable())
+	defer c.guardP(&err, "wait for room", c.fg.Enable())
 	c.need, c.perr = need, nil
 	// Stored before the notifier sets its parked bit, so a consumer that
 	// sees the bit sees the target too.
@@ -38,7 +37,7 @@ func (c *core) waitRoom(ctx context.Context, need uint64) (err error) {
 // waitData blocks until the tail moves past pos, ctx is done, or the
 // cursors are found corrupt. The consumer role must be held.
 func (c *core) waitData(ctx context.Context, pos uint64) (err error) {
-	defer c.guardC(&err, "wait for data", faultguard.Enable())
+	defer c.guardC(&err, "wait for data", c.fg.Enable())
 	c.readyPos, c.cerr = pos, nil
 	err = c.ctl.notEmpty.WaitPoll(ctx, c.policy, c.dataReady, parkRecheck, recheck)
 	if c.cerr != nil {
@@ -58,7 +57,7 @@ func (c *core) waitSource() (*shmsync.Notifier, func() bool) {
 		// A fault here is recorded (the next consuming call reports it)
 		// and makes the source ready, so the WaitSet returns.
 		ready = true
-		defer c.guardAny(nil, "wait", faultguard.Enable())
+		defer c.guardAny(nil, "wait", c.fg.Enable())
 		return c.ctl.tail.Load() != c.ctl.head.Load() || c.ctl.writesClosed.Load() != 0
 	}
 }

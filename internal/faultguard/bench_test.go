@@ -9,8 +9,7 @@ func plain(i int) int { return i + 1 }
 
 //go:noinline
 func flagOnly(i int) int {
-	prev := Enable()
-	Restore(prev)
+	Restore(enable())
 	return i + 1
 }
 
@@ -24,10 +23,10 @@ func deferRecover(i int) (n int) {
 
 //go:noinline
 func full(i int) (n int) {
-	defer func(prev bool) {
+	defer func(a Armed) {
 		_ = Catch(recover(), Region{})
-		Restore(prev)
-	}(Enable())
+		Restore(a)
+	}(enable())
 	return i + 1
 }
 
@@ -49,5 +48,21 @@ func BenchmarkDeferRecover(b *testing.B) {
 func BenchmarkFull(b *testing.B) {
 	for i := range b.N {
 		sink += full(i)
+	}
+}
+
+var unarmedLatch = Latch{cannotFault: true}
+
+//go:noinline
+func unarmed(i int) (n int) {
+	defer unarmedLatch.Guard(nil, "bench", unarmedLatch.Enable())
+	return i + 1
+}
+
+// BenchmarkUnarmed is a call guarded by the latch of a segment that cannot
+// shrink: what the guard costs on a sealed memfd.
+func BenchmarkUnarmed(b *testing.B) {
+	for i := range b.N {
+		sink += unarmed(i)
 	}
 }

@@ -8,18 +8,13 @@
 // package is the one place shmkit structures use it:
 //
 //	func (r *Ring[T]) Stats() (s RingStats, err error) {
-//		prev := faultguard.Enable()
-//		defer func() {
-//			if f := faultguard.Catch(recover(), r.mapping); f != nil {
-//				err = r.faulted("stats", f)
-//			}
-//			faultguard.Restore(prev)
-//		}()
+//		defer r.latch.Guard(&err, "stats", r.latch.Enable())
 //		...
 //	}
 //
-// Catch must be given recover()'s value from the deferred function itself
-// (recover works only there). A fault at an address outside the mapping is
+// A Latch (latch.go) keeps the handle's first fault and arms the guard only
+// where a fault can happen. Catch must be given recover()'s value from the
+// deferred function itself (recover works only there). A fault at an address outside the mapping is
 // not ours to swallow: Catch panics again with the same value, and so does
 // any other panic (a bug stays a bug).
 //
@@ -47,13 +42,19 @@ import (
 	"runtime/debug"
 )
 
-// Enable makes memory faults on the calling goroutine recoverable panics
-// and returns the previous setting, for Restore.
-func Enable() (prev bool) { return debug.SetPanicOnFault(true) }
+// enable makes memory faults on the calling goroutine recoverable panics
+// and says what the setting was, for Restore. The structures arm the guard
+// through their Latch (Latch.Enable), which knows whether it is needed.
+func enable() Armed {
+	if debug.SetPanicOnFault(true) {
+		return armedFromOn
+	}
+	return armedFromOff
+}
 
-// Restore puts back the setting Enable returned.
-func Restore(prev bool) {
-	if !prev {
+// Restore puts back the setting Enable found.
+func Restore(a Armed) {
+	if a == armedFromOff {
 		debug.SetPanicOnFault(false)
 	}
 }

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/shmkit/shmkit/layout"
 	"os"
 	"path/filepath"
 	"runtime/debug"
 	"testing"
+
+	"github.com/shmkit/shmkit/internal/testproc"
+	"github.com/shmkit/shmkit/layout"
+	"github.com/shmkit/shmkit/segment"
 
 	"golang.org/x/sys/unix"
 )
@@ -39,10 +42,10 @@ func mapTruncated(t *testing.T) []byte {
 }
 
 func touch(b []byte, i int, region Region) (f *Fault) {
-	prev := Enable()
+	a := enable()
 	defer func() {
 		f = Catch(recover(), region)
-		Restore(prev)
+		Restore(a)
 	}()
 	b[i] = 2
 	return nil
@@ -97,7 +100,7 @@ func TestNoPanic(t *testing.T) {
 }
 
 func latchTouch(l *Latch, b []byte, i int) (err error) {
-	defer l.Guard(&err, "touch", Enable())
+	defer l.Guard(&err, "touch", l.Enable())
 	b[i] = 3
 	return nil
 }
@@ -105,7 +108,7 @@ func latchTouch(l *Latch, b []byte, i int) (err error) {
 func TestLatch(t *testing.T) {
 	b := mapTruncated(t)
 	var l Latch
-	l.Init("pkg", "posix:/x", b)
+	l.init("pkg", "posix:/x", b, false)
 	if l.Err() != nil || l.Faulted() {
 		t.Fatal("fresh latch reports a fault")
 	}
@@ -119,6 +122,52 @@ func TestLatch(t *testing.T) {
 	// A second fault keeps the first error.
 	if err2 := latchTouch(&l, b, 4097); err2 != err || l.Err() != err {
 		t.Fatalf("second fault: %v, latch %v, want %v", err2, l.Err(), err)
+	}
+	if debug.SetPanicOnFault(false) {
+		t.Error("panic-on-fault left enabled")
+	}
+}
+
+// latchArmed reports whether l.Enable armed panic-on-fault on this
+// goroutine, as seen from inside a guarded call.
+func latchArmed(l *Latch) (armed bool) {
+	defer l.Guard(nil, "look", l.Enable())
+	armed = debug.SetPanicOnFault(true) // the setting Enable left
+	if !armed {
+		debug.SetPanicOnFault(false)
+	}
+	return armed
+}
+
+// TestLatchUnarmed: a latch for a segment that cannot shrink arms nothing
+// (the guarded call runs with panic-on-fault off and leaves it off), one
+// for a shrinkable segment arms it, and the zero Latch is guarded.
+func TestLatchUnarmed(t *testing.T) {
+	sealed, err := segment.Create("memfd:"+testproc.UniqueName("latch"), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sealed.Close() })
+	posix, err := segment.Create("posix:/"+testproc.UniqueName("latch"), 4096)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { posix.Close(); _ = segment.Remove(posix.Spec().String()) })
+
+	var fixed, shrinkable, zero Latch
+	fixed.Init("pkg", "memfd:x", sealed)
+	shrinkable.Init("pkg", "posix:/x", posix)
+	if fixed.Enable() != Unarmed {
+		t.Error("a sealed memfd's latch armed the guard")
+	}
+	if latchArmed(&fixed) {
+		t.Error("panic-on-fault on inside a call guarded by a sealed memfd's latch")
+	}
+	if !latchArmed(&shrinkable) {
+		t.Error("panic-on-fault off inside a call guarded by a posix segment's latch")
+	}
+	if !latchArmed(&zero) {
+		t.Error("the zero Latch must guard")
 	}
 	if debug.SetPanicOnFault(false) {
 		t.Error("panic-on-fault left enabled")

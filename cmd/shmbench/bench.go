@@ -47,9 +47,13 @@ type outcome struct {
 	// meanOnly: a ping-pong whose round trips were not timed one by one
 	// (internal/baseline's word ping-pong reports mean and best chunk).
 	meanOnly bool
-	best     time.Duration
-	note     string
-	bus      *busOutcome // bus rows
+	// best and mean: a ping-pong's best 1k and mean round trip, timed
+	// without a clock read per round trip (see timeRoundTrips); a zero mean
+	// means elapsed over all n.
+	best time.Duration
+	mean time.Duration
+	note string
+	bus  *busOutcome // bus rows
 }
 
 // errSkip marks a row that cannot run here (a missing kernel feature);
@@ -104,7 +108,9 @@ type Row struct {
 
 // Latency summarizes round-trip times in nanoseconds. Best is the mean of
 // the fastest 1000 consecutive round trips: on a busy machine, an estimate
-// of the cost when both sides had a CPU.
+// of the cost when both sides had a CPU. Mean and Best come from round
+// trips timed without a clock read each, the percentiles from round trips
+// timed one by one (see timeRoundTrips).
 type Latency struct {
 	Mean float64 `json:"mean"`
 	P50  float64 `json:"p50,omitempty"`
@@ -273,12 +279,13 @@ func measure(cfg runConfig, b *bench) Row {
 
 // summarize computes the RTT percentiles of a ping-pong outcome.
 func summarize(out outcome, n int) *Latency {
-	l := &Latency{Mean: float64(out.elapsed.Nanoseconds()) / float64(n)}
+	l := &Latency{Mean: float64(out.elapsed.Nanoseconds()) / float64(n), Best: float64(out.best.Nanoseconds())}
+	if out.mean > 0 {
+		l.Mean = float64(out.mean.Nanoseconds())
+	}
 	if out.meanOnly || len(out.rtts) == 0 {
-		l.Best = float64(out.best.Nanoseconds())
 		return l
 	}
-	l.Best = float64(bestChunk(out.rtts, 1000).Nanoseconds())
 	s := slices.Clone(out.rtts)
 	slices.Sort(s)
 	l.P50 = float64(percentile(s, 0.50).Nanoseconds())
@@ -360,7 +367,8 @@ func addRatios(rows []Row) {
 
 // better is how many times better r is than ref (0 if either has no
 // result): the rate ratio, or for ping-pong rows ref's p50 RTT over r's
-// (the best-1k figures where ref has no percentiles, else the means).
+// (the best-1k figures where ref has no percentiles, else the means; both
+// are timed without a clock read per round trip).
 func better(r, ref *Row) float64 {
 	if r.Error != "" || r.Skipped || ref.Error != "" || ref.Skipped || r.PerSec == 0 {
 		return 0

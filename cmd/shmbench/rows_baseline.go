@@ -295,24 +295,23 @@ func endpointPingPong(kind string) func(runConfig, int) (outcome, error) {
 			return outcome{}, err
 		}
 		msg := make([]byte, size)
-		rtts := make([]time.Duration, n)
-		start := time.Now()
-		for i := range n {
-			t0 := time.Now()
+		out, err := timeRoundTrips(n, func(i uint64) error {
 			msg[0] = byte(i)
 			if err := kit.parent.send(msg); err != nil {
-				return outcome{}, t.fail(err)
+				return err
 			}
 			if err := kit.parent.recv(msg); err != nil {
-				return outcome{}, t.fail(err)
+				return err
 			}
-			rtts[i] = time.Since(t0)
 			if msg[0] != byte(i) {
-				return outcome{}, t.fail(fmt.Errorf("echo %d came back as %d", byte(i), msg[0]))
+				return fmt.Errorf("echo %d came back as %d", byte(i), msg[0])
 			}
+			return nil
+		})
+		if err != nil {
+			return outcome{}, t.fail(err)
 		}
-		elapsed := time.Since(start)
-		return outcome{elapsed: elapsed, rtts: rtts}, t.wait()
+		return out, t.wait()
 	}
 }
 
@@ -343,15 +342,11 @@ func chanPingPong(_ runConfig, n int) (outcome, error) {
 			pong <- <-ping
 		}
 	}()
-	rtts := make([]time.Duration, n)
-	start := time.Now()
-	for i := range uint64(n) {
-		t0 := time.Now()
+	return timeRoundTrips(n, func(i uint64) error {
 		ping <- i
 		if v := <-pong; v != i {
-			return outcome{}, fmt.Errorf("echo %d came back as %d", i, v)
+			return fmt.Errorf("echo %d came back as %d", i, v)
 		}
-		rtts[i] = time.Since(t0)
-	}
-	return outcome{elapsed: time.Since(start), rtts: rtts}, nil
+		return nil
+	})
 }

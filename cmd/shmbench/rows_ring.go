@@ -331,28 +331,27 @@ type pingPonger interface {
 }
 
 // timePingPong starts team t, which echoes every item from ping to pong,
-// and times n round trips one by one.
+// and times n round trips (see timeRoundTrips).
 func timePingPong(t *team, n int, ping, pong pingPonger) (outcome, error) {
 	if _, err := t.launch(); err != nil {
 		return outcome{}, err
 	}
 	ctx := context.Background()
-	rtts := make([]time.Duration, n)
-	start := time.Now()
-	for i := range uint64(n) {
-		t0 := time.Now()
+	out, err := timeRoundTrips(n, func(i uint64) error {
 		if err := ping.Push(ctx, item8{i}); err != nil {
-			return outcome{}, t.fail(err)
+			return err
 		}
 		v, err := pong.Pop(ctx)
 		if err != nil {
-			return outcome{}, t.fail(err)
+			return err
 		}
-		rtts[i] = time.Since(t0)
 		if v.Seq != i {
-			return outcome{}, t.fail(fmt.Errorf("echo %d came back as %d", i, v.Seq))
+			return fmt.Errorf("echo %d came back as %d", i, v.Seq)
 		}
+		return nil
+	})
+	if err != nil {
+		return outcome{}, t.fail(err)
 	}
-	elapsed := time.Since(start)
-	return outcome{elapsed: elapsed, rtts: rtts}, t.wait()
+	return out, t.wait()
 }

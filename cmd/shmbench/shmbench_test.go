@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +195,38 @@ func TestMarkdownRegenerates(t *testing.T) {
 	}
 	if !bytes.HasPrefix(b, []byte("intro\n")) {
 		t.Fatalf("prose lost:\n%s", b)
+	}
+}
+
+// TestTimeRoundTrips: every round trip runs once, in order; half are timed
+// one by one, the mean and best come from the untimed half, and an error
+// stops the run.
+func TestTimeRoundTrips(t *testing.T) {
+	var seen []uint64
+	out, err := timeRoundTrips(10, func(i uint64) error {
+		seen = append(seen, i)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(seen, []uint64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
+		t.Errorf("round trips run %v", seen)
+	}
+	if len(out.rtts) != 5 || out.mean <= 0 || out.best <= 0 || out.elapsed <= 0 {
+		t.Errorf("outcome %+v", out)
+	}
+	l := summarize(out, 10)
+	if l.Mean != float64(out.mean.Nanoseconds()) || l.Best != float64(out.best.Nanoseconds()) || l.P50 <= 0 {
+		t.Errorf("summary %+v of %+v", l, out)
+	}
+	stop := errors.New("stop")
+	if _, err := timeRoundTrips(10, func(i uint64) error {
+		if i == 7 {
+			return stop
+		}
+		return nil
+	}); err != stop {
+		t.Errorf("error %v, want %v", err, stop)
 	}
 }

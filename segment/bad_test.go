@@ -376,30 +376,83 @@ func TestMemfdSeals(t *testing.T) {
 	require.ErrorIs(t, err, unix.EPERM, "seals must be sealed")
 }
 
-// TestShrinkSealed: only a memfd carrying F_SEAL_SHRINK is reported as
-// unable to shrink; named objects, an unsealed memfd and sysv are not.
-func TestShrinkSealed(t *testing.T) {
+// TestCannotFault: a memfd from Create, opened again by descriptor, is
+// reported as unable to fault where the kernel cannot refuse a refault
+// (as this machine's overcommit mode says); named objects, sysv and an
+// unsealed memfd never are, nor a sealed memfd mapped past its end.
+func TestCannotFault(t *testing.T) {
+	want := segment.RefaultCannotFail()
+	t.Logf("refault cannot fail here: %v", want)
 	sealed := create(t, "memfd:"+testproc.UniqueName("memfd"), 4096)
-	require.True(t, sealed.ShrinkSealed(), "memfd from Create")
+	require.Equal(t, want, sealed.CannotFault(), "memfd from Create")
 	byFD, err := segment.Open("fd:" + strconv.Itoa(int(sealed.File().Fd())))
 	require.NoError(t, err)
 	t.Cleanup(func() { byFD.Close() })
-	require.True(t, byFD.ShrinkSealed(), "the same memfd opened by descriptor")
+	require.Equal(t, want, byFD.CannotFault(), "the same memfd opened by descriptor")
+	fd := int(sealed.File().Fd())
+	require.Equal(t, want, segment.CannotFaultFD(fd, 4096))
+	require.False(t, segment.CannotFaultFD(fd, 8192), "a mapping past the sealed size")
 
 	for name, spec := range map[string]string{"posix": posixSpec(), "sysv": sysvSpec()} {
 		s := create(t, spec, 4096)
-		require.False(t, s.ShrinkSealed(), name)
+		require.False(t, s.CannotFault(), name)
 	}
 
-	fd, err := unix.MemfdCreate(testproc.UniqueName("unsealed"), unix.MFD_CLOEXEC)
+	ufd, err := unix.MemfdCreate(testproc.UniqueName("unsealed"), unix.MFD_CLOEXEC)
 	require.NoError(t, err)
-	f := os.NewFile(uintptr(fd), "unsealed")
+	f := os.NewFile(uintptr(ufd), "unsealed")
 	t.Cleanup(func() { f.Close() })
-	require.NoError(t, unix.Ftruncate(fd, 4096))
-	u, err := segment.Open("fd:"+strconv.Itoa(fd), segment.WithUnsealed())
+	require.NoError(t, unix.Ftruncate(ufd, 4096))
+	u, err := segment.Open("fd:"+strconv.Itoa(ufd), segment.WithUnsealed())
 	require.NoError(t, err)
 	t.Cleanup(func() { u.Close() })
-	require.False(t, u.ShrinkSealed(), "unsealed memfd")
+	require.False(t, u.CannotFault(), "unsealed memfd")
+}
+
+func TestParseRelease(t *testing.T) {
+	for r, want := range map[string][3]int{
+		"6.18.0-foo": {6, 18, 1}, "5.2": {5, 2, 1}, "4.19.112+": {4, 19, 1},
+		"": {0, 0, 0}, "6": {0, 0, 0}, "x.1": {0, 0, 0}, "6.x": {0, 0, 0},
+	} {
+		major, minor, ok := segment.ParseRelease(r)
+		if ok != (want[2] == 1) || ok && (major != want[0] || minor != want[1]) {
+			t.Errorf("parseRelease(%q) = %d, %d, %v; want %v", r, major, minor, ok, want)
+		}
+	}
+}
+
+// TestReceiveShrinkThenSeal: a peer that shrinks a memfd and then seals it
+// between the receiver's size check and its seal check must not get it
+// mapped past its end (touching that would be SIGBUS): the receiver reads
+// the size again once the seals are there, and refuses the object as
+// smaller than the sender said.
+func TestReceiveShrinkThenSeal(t *testing.T) {
+	fd, err := unix.MemfdCreate(testproc.UniqueName("shrinkseal"), unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	require.NoError(t, err)
+	f := os.NewFile(uintptr(fd), "shrinkseal")
+	t.Cleanup(func() { f.Close() })
+	require.NoError(t, unix.Ftruncate(fd, 2*4096))
+	s, err := segment.Open("fd:"+strconv.Itoa(fd), segment.WithUnsealed())
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+
+	a, b := connPair(t, unix.SOCK_STREAM)
+	require.NoError(t, segment.Send(a, s))
+	hooked := false
+	segment.SetTestHookAdmitStat(func(int) {
+		hooked = true
+		require.NoError(t, unix.Ftruncate(fd, 4096))
+		_, err := unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SHRINK|unix.F_SEAL_GROW)
+		require.NoError(t, err)
+	})
+	t.Cleanup(func() { segment.SetTestHookAdmitStat(nil) })
+	r, err := segment.Receive(b)
+	require.True(t, hooked, "the hook did not run")
+	if err == nil {
+		r.Close()
+	}
+	require.ErrorIs(t, err, fs.ErrInvalid)
+	require.ErrorContains(t, err, "object is 4096 bytes, sender mapped 8192")
 }
 
 func TestCloseIdempotent(t *testing.T) {

@@ -57,11 +57,13 @@
 //     through a descriptor) can ftruncate the object, and a mapper then
 //     takes SIGBUS on the lost part. The structures catch such faults
 //     where they can (their fault guard; see each package's "Truncated
-//     segments"), at a cost per guarded call; memfd needs none of it.
+//     segments"), at a cost per guarded call.
 //   - sysv: cannot be truncated; its size is fixed at shmget.
 //
-// Segment.ShrinkSealed reports the memfd case, asked of the kernel
-// (F_GET_SEALS, fstatfs): the structures skip their fault guard there.
+// Segment.CannotFault reports, asked of the kernel at Open or Create,
+// when no peer can make the mapping fault at all (a sealed memfd on
+// ordinary shared memory, where the commit limit is not strict): the
+// structures leave out their fault guard there.
 //
 // Descriptors. "fd:N", "memfd:NAME" (a descriptor this process holds) and
 // Receive require the descriptor to carry F_SEAL_SHRINK and F_SEAL_GROW

@@ -154,19 +154,7 @@ func mapFile(sp Spec, f *os.File, size int, o options, op string) (*Segment, err
 	if err != nil {
 		return nil, pathErr(op, sp, fmt.Errorf("mmap %d bytes: %w", size, err))
 	}
-	return &Segment{spec: sp, readOnly: o.readOnly, shrinkSealed: shrinkSealed(int(f.Fd())), data: data, file: f}, nil
-}
-
-// shrinkSealed asks the kernel whether fd's object can never shrink (see
-// Segment.ShrinkSealed): F_SEAL_SHRINK set, on tmpfs (a memfd's own mount
-// is one; hugetlbfs is not). Any error means no.
-func shrinkSealed(fd int) bool {
-	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
-	if err != nil || seals&unix.F_SEAL_SHRINK == 0 {
-		return false
-	}
-	var fs unix.Statfs_t
-	return unix.Fstatfs(fd, &fs) == nil && fs.Type == unix.TMPFS_MAGIC
+	return &Segment{spec: sp, readOnly: o.readOnly, cannotFault: cannotFault(int(f.Fd()), size), data: data, file: f}, nil
 }
 
 // admit returns the size of the regular file behind f once it has checked
@@ -180,8 +168,19 @@ func admit(sp Spec, f *os.File, o options, op string, sealed bool) (int, error) 
 	if err := unix.Fstat(fd, &st); err != nil {
 		return 0, pathErr(op, sp, fmt.Errorf("fstat: %w", err))
 	}
+	if testHookAdmitStat != nil {
+		testHookAdmitStat(fd)
+	}
 	if err := admitStat(sp, fd, &st, o, op, sealed); err != nil {
 		return 0, err
+	}
+	if sealed && !o.unsealed {
+		// The seals were read after st: a peer could have shrunk the
+		// object and sealed it in between. Sealed now, it cannot be
+		// smaller than a size read from here on.
+		if err := unix.Fstat(fd, &st); err != nil {
+			return 0, pathErr(op, sp, fmt.Errorf("fstat: %w", err))
+		}
 	}
 	if st.Size == 0 {
 		return 0, pathErr(op, sp, &EmptyError{Origin: statOrigin(&st)})
@@ -207,6 +206,10 @@ func admitStat(sp Spec, fd int, st *unix.Stat_t, o options, op string, sealed bo
 }
 
 const maxInt = int(^uint(0) >> 1)
+
+// testHookAdmitStat, set by tests only, runs in admit between the size's
+// fstat and the seal check: where a peer's shrink-then-seal would land.
+var testHookAdmitStat func(fd int)
 
 // openFile admits f (see admit) and maps all of it. On error f is closed.
 func openFile(sp Spec, f *os.File, o options, op string, sealed bool) (*Segment, error) {

@@ -106,9 +106,9 @@ func ReadOnly() Option {
 // goroutines, but no goroutine may use the memory returned by Bytes once
 // Close has started: the memory is unmapped and touching it faults.
 type Segment struct {
-	spec         Spec
-	readOnly     bool
-	shrinkSealed bool // see ShrinkSealed
+	spec        Spec
+	readOnly    bool
+	cannotFault bool // see CannotFault
 
 	mu     sync.Mutex
 	data   []byte   // the mapping; nil after Close
@@ -141,17 +141,19 @@ func (s *Segment) Spec() Spec { return s.spec }
 // ReadOnly reports whether the segment is mapped PROT_READ.
 func (s *Segment) ReadOnly() bool { return s.readOnly }
 
-// ShrinkSealed reports whether the kernel keeps everyone from shrinking the
-// object: a memfd on ordinary shared memory carrying F_SEAL_SHRINK (every
-// memfd Create makes, and every one Open and Receive admit without
-// WithUnsealed). No peer can then take pages from under the mapping, so
-// touching it never faults with SIGBUS, and the structures need no fault
-// guard on it. False for posix: and file: objects (anyone with write access
-// can ftruncate them), an unsealed memfd, a hugetlbfs memfd (a fault can
-// find the huge page pool empty), and sysv segments (which cannot be
-// truncated, but may be huge-page backed without reserve: it is not
-// visible from here).
-func (s *Segment) ShrinkSealed() bool { return s.shrinkSealed }
+// CannotFault reports whether no peer can make touching the mapping fault
+// with SIGBUS, as the kernel told at Open or Create: the object is a memfd
+// on ordinary shared memory that carried F_SEAL_SHRINK before its size was
+// read (every memfd Create makes, and every one Open and Receive admit
+// without WithUnsealed), and a page a peer punches out of it comes back on
+// the next touch because the kernel cannot refuse to charge it (overcommit
+// not strict, Linux 5.2 or later; see cannotfault.go). The structures
+// leave out their fault guard where it holds. False for posix: and file:
+// objects (anyone with write access can ftruncate them), an unsealed or
+// hugetlbfs memfd, a system with vm.overcommit_memory=2, and sysv segments
+// (which cannot be truncated, but may be huge-page backed without a
+// reserve: that is not visible from here).
+func (s *Segment) CannotFault() bool { return s.cannotFault }
 
 // File returns the descriptor that keeps the object alive (posix, file,
 // memfd, fd), or nil for sysv. It belongs to the Segment and is closed by

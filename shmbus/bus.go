@@ -105,11 +105,15 @@
 // (see BenchmarkFaultGuard). Slices returned by Peek are the caller's to
 // touch, outside any guard.
 //
-// A memfd segment is sealed against shrinking (segment's ShrinkSealed), so
-// no call on it can fault and none is guarded, whatever the options. SysV
-// segments cannot be truncated either, but stay guarded: a peer may have
-// made one huge-page backed without a reserve, which faults when the pool
-// runs dry, and that is not visible from here.
+// A memfd segment is normally out of reach of all this (segment's
+// CannotFault): it is sealed against shrinking, and a page a peer punches
+// out of it comes back on the next touch. There no call is guarded, and
+// WithFaultGuard changes nothing. The guard stays as above on a memfd opened
+// WithUnsealed or on hugetlbfs, and on a system whose commit limit is strict
+// (vm.overcommit_memory=2), where the kernel may refuse to give a
+// punched-out page back. SysV segments cannot be truncated either, but stay
+// guarded: a peer may have made one huge-page backed without a reserve,
+// which faults when the pool runs dry, and that is not visible from here.
 package shmbus
 
 import (

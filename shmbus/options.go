@@ -45,8 +45,9 @@ type settings struct {
 // a lost page, never SIGBUS. It costs a few ns per call (see
 // BenchmarkFaultGuard); without it those calls guard only their slow paths
 // (claiming the publisher role, rescanning the subscribers, waiting). On a
-// memfd segment (sealed: it cannot shrink) it changes nothing: no call there
-// is guarded, or needs to be.
+// segment that cannot fault (segment's CannotFault: a sealed memfd, as
+// Create makes) it changes nothing: no call there is guarded, or needs to
+// be.
 func WithFaultGuard() Option {
 	return options.New("shmbus", "WithFaultGuard", func(c *options.Config) { c.Own.(*settings).faultGuard = true })
 }

@@ -138,6 +138,9 @@ func (m *Map[K, V]) check(op string) error {
 // memory fault inside the mapping makes the results zero, false and the
 // latch's error (if errp is not nil); any other panic goes on.
 func (m *Map[K, V]) guardRead(v *V, ok *bool, errp *error, op string, a faultguard.Armed) {
+	if a == faultguard.Unarmed {
+		return
+	}
 	if m.fg.Catch(recover(), errp, op) {
 		*v, *ok = *new(V), false
 	}
@@ -162,6 +165,9 @@ func (m *Map[K, V]) Len() (n int) {
 		return 0
 	}
 	defer func(a faultguard.Armed) {
+		if a == faultguard.Unarmed {
+			return
+		}
 		if m.fg.Catch(recover(), nil, "len") {
 			n = 0
 		}

@@ -61,8 +61,9 @@ func WithShards(n int) Option {
 // zero, false), never SIGBUS. It costs a few ns per call (see
 // BenchmarkFaultGuard); without it only the slow paths are guarded (lock
 // waits, locked reads, repairs, All, Clear, Len, Stats, Check, Inspect). On
-// a memfd segment (sealed: it cannot shrink) it changes nothing: no call
-// there is guarded, or needs to be.
+// a segment that cannot fault (segment's CannotFault: a sealed memfd, as
+// Create makes) it changes nothing: no call there is guarded, or needs to
+// be.
 func WithFaultGuard() Option {
 	return options.New("shmmap", "WithFaultGuard", func(c *options.Config) { own(c).faultGuard = true })
 }

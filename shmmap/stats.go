@@ -59,6 +59,9 @@ func (m *Map[K, V]) Stats() (st Stats, err error) {
 		return Stats{}, err
 	}
 	defer func(a faultguard.Armed) {
+		if a == faultguard.Unarmed {
+			return
+		}
 		if m.fg.Catch(recover(), &err, "stats") {
 			st = Stats{}
 		}
@@ -84,6 +87,9 @@ func Inspect(s *layout.Segment) (st Stats, err error) {
 	var fg faultguard.Latch
 	fg.Init("shmmap", spec, s.Raw())
 	defer func(a faultguard.Armed) {
+		if a == faultguard.Unarmed {
+			return
+		}
 		if fg.Catch(recover(), &err, "inspect") {
 			st = Stats{}
 		}

@@ -21,8 +21,9 @@ type settings struct {
 // process then gives an error wrapping ErrCorrupt from whichever call
 // touches a lost page, never SIGBUS. It costs about 10 ns per call (see
 // BenchmarkFaultGuard); without it those calls guard only their slow paths.
-// On a memfd segment (sealed: it cannot shrink) it changes nothing: no call
-// there is guarded, or needs to be.
+// On a segment that cannot fault (segment's CannotFault: a sealed memfd, as
+// Create makes) it changes nothing: no call there is guarded, or needs to
+// be.
 func WithFaultGuard() Option {
 	return options.New("shmring", "WithFaultGuard", func(c *options.Config) {
 		c.Own.(*settings).faultGuard = true

@@ -29,21 +29,21 @@ var ErrTruncated = fmt.Errorf("%w: segment truncated by another process", layout
 // first fault, Err returns that error for good: every later call but Close
 // returns it.
 //
-// On a segment that cannot shrink (segment.Segment.ShrinkSealed: a sealed
-// memfd) no peer can make the mapping fault, so Enable arms nothing and
-// returns Unarmed, and Guard returns at once: the guard costs a compare
-// instead of 9-15 ns. Every other segment is guarded.
+// On a segment no peer can make fault (segment.Segment.CannotFault: a
+// sealed memfd) Enable arms nothing and returns Unarmed, and Guard returns
+// at once: the guard costs a compare instead of 9-15 ns. Every other
+// segment is guarded.
 type Latch struct {
 	pkg, spec   string
 	mapping     Region
-	cannotFault bool // the segment cannot shrink: Enable arms nothing
+	cannotFault bool // no peer can make the mapping fault: Enable arms nothing
 	err         atomic.Pointer[error]
 }
 
 // Init sets up l for segment seg (its whole mapping) of structure package
 // pkg at spec.
 func (l *Latch) Init(pkg, spec string, seg *segment.Segment) {
-	l.init(pkg, spec, seg.Bytes(), seg.ShrinkSealed())
+	l.init(pkg, spec, seg.Bytes(), seg.CannotFault())
 }
 
 func (l *Latch) init(pkg, spec string, b []byte, cannotFault bool) {
@@ -71,7 +71,7 @@ func (l *Latch) Enable() Armed {
 }
 
 // Needed reports whether calls on l's mapping need the guard (false for a
-// segment that cannot shrink), for a handle deciding whether to guard its
+// segment that cannot fault), for a handle deciding whether to guard its
 // per-item calls as a whole.
 func (l *Latch) Needed() bool { return !l.cannotFault }
 
@@ -116,7 +116,9 @@ func (l *Latch) Catch(r any, errp *error, op string) bool {
 // Guard is deferred with the result of Enable: a memory fault inside the
 // mapping becomes the latch's error (in *errp, if errp is not nil); any
 // other panic goes on. It restores the panic-on-fault setting. Unarmed, it
-// does nothing (and a panic goes on untouched).
+// does nothing: a panic goes on untouched (Enable did not make faults
+// panics, so one that is can only be the caller's own doing). Every
+// deferred guard of the structures does the same.
 func (l *Latch) Guard(errp *error, op string, a Armed) {
 	if a == Unarmed {
 		return

@@ -1,0 +1,97 @@
+package segment
+
+import (
+	"bytes"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// A mapping faults (SIGBUS) when it touches a page the object cannot give
+// it: one past the object's end, or one the kernel refuses to allocate.
+// A peer with the descriptor can cause the first by shrinking the object
+// (ftruncate), and the second by punching a hole (fallocate
+// PUNCH_HOLE, which F_SEAL_SHRINK does not stop) where the refault's
+// memory charge can fail. cannotFault says when neither can happen, which
+// is when the structures may leave out their fault guard
+// (Segment.CannotFault):
+//
+//   - F_SEAL_SHRINK was set before the size was read, and the mapping fits
+//     in that size. Read the other way round, a peer could shrink the
+//     object and then seal it in between.
+//   - The object is on tmpfs (a memfd's own mount is): not hugetlbfs,
+//     where a refault finds the huge page pool empty.
+//   - A refault's charge cannot fail: a tmpfs page that the kernel cannot
+//     account is SIGBUS, not OOM (shmem_acct_blocks' failure is reported
+//     as -ENOSPC so that "a failure on a sparse tmpfs mapping will give
+//     SIGBUS"). A memfd is VM_NORESERVE, so each refault is charged
+//     against the commit limit, which is enforced only when
+//     vm.overcommit_memory is 2; under 0 (the heuristic) a one-page
+//     charge fails only on kernels before 5.2, which compared it with
+//     free memory instead of RAM plus swap.
+//
+// Any error or doubt means it can fault.
+func cannotFault(fd, size int) bool {
+	seals, err := unix.FcntlInt(uintptr(fd), unix.F_GET_SEALS, 0)
+	if err != nil || seals&unix.F_SEAL_SHRINK == 0 {
+		return false
+	}
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Size < int64(size) {
+		return false
+	}
+	var fs unix.Statfs_t
+	if unix.Fstatfs(fd, &fs) != nil || fs.Type != unix.TMPFS_MAGIC {
+		return false
+	}
+	return refaultCannotFail()
+}
+
+// refaultCannotFail reports whether a tmpfs page's memory charge cannot
+// fail (see cannotFault): overcommit not strict, and not the pre-5.2
+// heuristic. The overcommit mode is read each time (root may change it);
+// the kernel release once.
+func refaultCannotFail() bool {
+	b, err := os.ReadFile("/proc/sys/vm/overcommit_memory")
+	if err != nil {
+		return false
+	}
+	switch string(bytes.TrimSpace(b)) {
+	case "1": // always overcommit
+		return true
+	case "0":
+		return kernelAtLeast52()
+	}
+	return false
+}
+
+// kernelAtLeast52 reports whether the running kernel is Linux 5.2 or later.
+var kernelAtLeast52 = sync.OnceValue(func() bool {
+	var u unix.Utsname
+	if unix.Uname(&u) != nil {
+		return false
+	}
+	major, minor, ok := parseRelease(unix.ByteSliceToString(u.Release[:]))
+	return ok && (major > 5 || major == 5 && minor >= 2)
+})
+
+// parseRelease reads the major and minor numbers of a kernel release
+// string ("6.18.0-foo": 6, 18).
+func parseRelease(r string) (major, minor int, ok bool) {
+	num := func() (int, bool) {
+		n, digits := 0, 0
+		for digits < len(r) && r[digits] >= '0' && r[digits] <= '9' && n < 1e6 {
+			n = n*10 + int(r[digits]-'0')
+			digits++
+		}
+		r = r[digits:]
+		return n, digits > 0
+	}
+	if major, ok = num(); !ok || len(r) == 0 || r[0] != '.' {
+		return 0, 0, false
+	}
+	r = r[1:]
+	minor, ok = num()
+	return major, minor, ok
+}

@@ -407,6 +407,18 @@ func TestCannotFault(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { u.Close() })
 	require.False(t, u.CannotFault(), "unsealed memfd")
+
+	// The overcommit mode decides for a sealed memfd: under strict
+	// overcommit a punched-out page may be refused (SIGBUS).
+	mode := filepath.Join(t.TempDir(), "overcommit_memory")
+	restore := segment.SetOvercommitFile(mode)
+	t.Cleanup(restore)
+	for content, want := range map[string]bool{"2\n": false, "1\n": true, "": false, "x": false} {
+		require.NoError(t, os.WriteFile(mode, []byte(content), 0o600))
+		require.Equal(t, want, segment.CannotFaultFD(fd, 4096), "overcommit_memory %q", content)
+	}
+	require.NoError(t, os.Remove(mode))
+	require.False(t, segment.CannotFaultFD(fd, 4096), "overcommit mode unreadable")
 }
 
 func TestParseRelease(t *testing.T) {

@@ -49,11 +49,11 @@ func cannotFault(fd, size int) bool {
 }
 
 // refaultCannotFail reports whether a tmpfs page's memory charge cannot
-// fail (see cannotFault): overcommit not strict, and not the pre-5.2
-// heuristic. The overcommit mode is read each time (root may change it);
-// the kernel release once.
+// fail (see cannotFault): overcommit mode 1, or 0 (the heuristic) on Linux
+// 5.2 or later. The mode is read at each Create, Open and Receive, and a
+// Segment keeps the answer it got; the kernel release is read once.
 func refaultCannotFail() bool {
-	b, err := os.ReadFile("/proc/sys/vm/overcommit_memory")
+	b, err := os.ReadFile(overcommitFile)
 	if err != nil {
 		return false
 	}
@@ -65,6 +65,10 @@ func refaultCannotFail() bool {
 	}
 	return false
 }
+
+// overcommitFile is where the overcommit mode is read (a variable for
+// tests).
+var overcommitFile = "/proc/sys/vm/overcommit_memory"
 
 // kernelAtLeast52 reports whether the running kernel is Linux 5.2 or later.
 var kernelAtLeast52 = sync.OnceValue(func() bool {

@@ -52,7 +52,12 @@
 //
 //   - memfd: sealed (F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_SEAL) by Create;
 //     nobody, the creator included, can change its size. Safe between
-//     peers that do not trust each other.
+//     peers that do not trust each other, with one reach left to a peer
+//     holding the descriptor: fallocate PUNCH_HOLE, which no seal but
+//     F_SEAL_WRITE stops. A punched page comes back zeroed on the next
+//     touch, or, where the kernel may refuse to charge it (strict
+//     overcommit, vm.overcommit_memory=2), as SIGBUS; the structures keep
+//     their fault guard there (use their WithFaultGuard on such systems).
 //   - posix, file: not protected. Anyone with write access (by name, or
 //     through a descriptor) can ftruncate the object, and a mapper then
 //     takes SIGBUS on the lost part. The structures catch such faults
@@ -60,10 +65,11 @@
 //     segments"), at a cost per guarded call.
 //   - sysv: cannot be truncated; its size is fixed at shmget.
 //
-// Segment.CannotFault reports, asked of the kernel at Open or Create,
-// when no peer can make the mapping fault at all (a sealed memfd on
-// ordinary shared memory, where the commit limit is not strict): the
-// structures leave out their fault guard there.
+// Segment.CannotFault reports, asked of the kernel at Create, Open or
+// Receive, when no peer can make the mapping fault at all (a sealed memfd
+// on ordinary shared memory, where the kernel cannot refuse to charge a
+// page: overcommit mode 1, or 0 on Linux 5.2 or later): the structures
+// leave out their fault guard there.
 //
 // Descriptors. "fd:N", "memfd:NAME" (a descriptor this process holds) and
 // Receive require the descriptor to carry F_SEAL_SHRINK and F_SEAL_GROW

@@ -174,10 +174,11 @@ func admit(sp Spec, f *os.File, o options, op string, sealed bool) (int, error) 
 	if err := admitStat(sp, fd, &st, o, op, sealed); err != nil {
 		return 0, err
 	}
-	if sealed && !o.unsealed {
+	if sealed {
 		// The seals were read after st: a peer could have shrunk the
 		// object and sealed it in between. Sealed now, it cannot be
-		// smaller than a size read from here on.
+		// smaller than a size read from here on (and where WithUnsealed
+		// let it through unsealed, the fresher size is no worse).
 		if err := unix.Fstat(fd, &st); err != nil {
 			return 0, pathErr(op, sp, fmt.Errorf("fstat: %w", err))
 		}

@@ -142,17 +142,18 @@ func (s *Segment) Spec() Spec { return s.spec }
 func (s *Segment) ReadOnly() bool { return s.readOnly }
 
 // CannotFault reports whether no peer can make touching the mapping fault
-// with SIGBUS, as the kernel told at Open or Create: the object is a memfd
-// on ordinary shared memory that carried F_SEAL_SHRINK before its size was
-// read (every memfd Create makes, and every one Open and Receive admit
-// without WithUnsealed), and a page a peer punches out of it comes back on
-// the next touch because the kernel cannot refuse to charge it (overcommit
-// not strict, Linux 5.2 or later; see cannotfault.go). The structures
-// leave out their fault guard where it holds. False for posix: and file:
-// objects (anyone with write access can ftruncate them), an unsealed or
-// hugetlbfs memfd, a system with vm.overcommit_memory=2, and sysv segments
-// (which cannot be truncated, but may be huge-page backed without a
-// reserve: that is not visible from here).
+// with SIGBUS, as the kernel told at Create, Open or Receive (the answer is
+// kept: a later change of the overcommit mode does not reach it): the object
+// is a memfd on ordinary shared memory that carried F_SEAL_SHRINK before its
+// size was read (every memfd Create makes, and every sealed one Open and
+// Receive admit), and a page a peer punches out of it comes back on the next
+// touch because the kernel cannot refuse to charge it (vm.overcommit_memory
+// 1, or 0 on Linux 5.2 or later; see cannotfault.go). The structures leave
+// out their fault guard where it holds. False for posix: and file: objects
+// (anyone with write access can ftruncate them), an unsealed or hugetlbfs
+// memfd, a system with strict overcommit (2), and sysv segments (which
+// cannot be truncated, but may be huge-page backed without a reserve: that
+// is not visible from here).
 func (s *Segment) CannotFault() bool { return s.cannotFault }
 
 // File returns the descriptor that keeps the object alive (posix, file,

@@ -46,8 +46,8 @@ type settings struct {
 // BenchmarkFaultGuard); without it those calls guard only their slow paths
 // (claiming the publisher role, rescanning the subscribers, waiting). On a
 // segment that cannot fault (segment's CannotFault: a sealed memfd, as
-// Create makes) it changes nothing: no call there is guarded, or needs to
-// be.
+// Create makes, where the kernel cannot refuse memory; see "Truncated
+// segments") it changes nothing: no call there is guarded, or needs to be.
 func WithFaultGuard() Option {
 	return options.New("shmbus", "WithFaultGuard", func(c *options.Config) { c.Own.(*settings).faultGuard = true })
 }

@@ -62,8 +62,8 @@ func WithShards(n int) Option {
 // BenchmarkFaultGuard); without it only the slow paths are guarded (lock
 // waits, locked reads, repairs, All, Clear, Len, Stats, Check, Inspect). On
 // a segment that cannot fault (segment's CannotFault: a sealed memfd, as
-// Create makes) it changes nothing: no call there is guarded, or needs to
-// be.
+// Create makes, where the kernel cannot refuse memory; see "Truncated
+// segments") it changes nothing: no call there is guarded, or needs to be.
 func WithFaultGuard() Option {
 	return options.New("shmmap", "WithFaultGuard", func(c *options.Config) { own(c).faultGuard = true })
 }

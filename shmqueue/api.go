@@ -151,8 +151,9 @@ func WithMaxHandles(n int) Option {
 // ErrTruncated from whichever call touches a lost page, never SIGBUS. It
 // costs a few ns per call (see BenchmarkFaultGuard); without it those calls
 // guard only their waits. On a segment that cannot fault (segment's
-// CannotFault: a sealed memfd, as Create makes) it changes nothing: no call
-// there is guarded, or needs to be.
+// CannotFault: a sealed memfd, as Create makes, where the kernel cannot
+// refuse memory; see "Truncated segments") it changes nothing: no call there
+// is guarded, or needs to be.
 func WithFaultGuard() Option {
 	return options.New("shmqueue", "WithFaultGuard", func(c *options.Config) { c.Own.(*settings).faultGuard = true })
 }

@@ -22,8 +22,8 @@ type settings struct {
 // touches a lost page, never SIGBUS. It costs about 10 ns per call (see
 // BenchmarkFaultGuard); without it those calls guard only their slow paths.
 // On a segment that cannot fault (segment's CannotFault: a sealed memfd, as
-// Create makes) it changes nothing: no call there is guarded, or needs to
-// be.
+// Create makes, where the kernel cannot refuse memory; see "Truncated
+// segments") it changes nothing: no call there is guarded, or needs to be.
 func WithFaultGuard() Option {
 	return options.New("shmring", "WithFaultGuard", func(c *options.Config) {
 		c.Own.(*settings).faultGuard = true

@@ -117,13 +117,14 @@
 //
 // A memfd segment is normally out of reach of all this (segment's
 // CannotFault): it is sealed against shrinking, and a page a peer punches
-// out of it comes back on the next touch. There no call is guarded, and
-// WithFaultGuard changes nothing. The guard stays as above on a memfd opened
-// WithUnsealed or on hugetlbfs, and on a system whose commit limit is strict
-// (vm.overcommit_memory=2), where the kernel may refuse to give a
-// punched-out page back. SysV segments cannot be truncated either, but stay
-// guarded: a peer may have made one huge-page backed without a reserve,
-// which faults when the pool runs dry, and that is not visible from here.
+// out of it (fallocate PUNCH_HOLE) comes back, zeroed, on the next touch.
+// There no call is guarded, and WithFaultGuard changes nothing. The guard
+// stays as above on an unsealed memfd (accepted with WithUnsealed), one on
+// hugetlbfs, and where the kernel may refuse to give a punched-out page back
+// (vm.overcommit_memory=2, or 0 before Linux 5.2). SysV segments cannot be
+// truncated either, but stay guarded: a peer may have made one huge-page
+// backed without a reserve, which faults when the pool runs dry, and that is
+// not visible from here.
 //
 // The guard costs about 10 ns per call (BenchmarkFaultGuard), several
 // times the cost of the per-item fast paths, so by default it covers:

@@ -43,13 +43,13 @@ type bench struct {
 // outcome is what a bench's run returns.
 type outcome struct {
 	elapsed time.Duration
-	rtts    []time.Duration // ping-pong: every round trip, in order
+	rtts    []time.Duration // ping-pong: the timed blocks' round trips (timeRoundTrips)
 	// meanOnly: a ping-pong whose round trips were not timed one by one
 	// (internal/baseline's word ping-pong reports mean and best chunk).
 	meanOnly bool
-	// best and mean: a ping-pong's best 1k and mean round trip, timed
-	// without a clock read per round trip (see timeRoundTrips); a zero mean
-	// means elapsed over all n.
+	// best and mean: a ping-pong's best 1k and mean round trip, from its
+	// untimed blocks (see timeRoundTrips); a zero mean means elapsed over
+	// all n.
 	best time.Duration
 	mean time.Duration
 	note string
@@ -69,7 +69,9 @@ type Row struct {
 	Procs     string  `json:"procs"`
 	Ops       int     `json:"ops"`
 	Seconds   float64 `json:"seconds"`
-	// PerSec is messages, items, round trips or operations per second.
+	// PerSec is messages, items, round trips or operations per second (for
+	// ping-pong rows over the whole row, the timed blocks' clock reads
+	// included: not 1/RTT.Mean).
 	PerSec float64 `json:"per_sec"`
 	// MBPerSec is payload megabytes (1e6) per second, for message rows.
 	MBPerSec float64 `json:"mb_per_sec,omitempty"`
@@ -106,11 +108,12 @@ type Row struct {
 	Note         string    `json:"note,omitempty"`
 }
 
-// Latency summarizes round-trip times in nanoseconds. Best is the mean of
-// the fastest 1000 consecutive round trips: on a busy machine, an estimate
-// of the cost when both sides had a CPU. Mean and Best come from round
-// trips timed without a clock read each, the percentiles from round trips
-// timed one by one (see timeRoundTrips).
+// Latency summarizes times in nanoseconds: round trips (Row.RTT) or
+// one-way bus latencies (Row.PubRecv). Best is the mean of the fastest 1000
+// consecutive ones: on a busy machine, an estimate of the cost when both
+// sides had a CPU. In Row.RTT, Mean and Best come from round trips timed
+// without a clock read each, the percentiles from round trips timed one by
+// one (see timeRoundTrips); PubRecv's are all clock-stamped samples.
 type Latency struct {
 	Mean float64 `json:"mean"`
 	P50  float64 `json:"p50,omitempty"`
@@ -366,9 +369,9 @@ func addRatios(rows []Row) {
 }
 
 // better is how many times better r is than ref (0 if either has no
-// result): the rate ratio, or for ping-pong rows ref's p50 RTT over r's
-// (the best-1k figures where ref has no percentiles, else the means; both
-// are timed without a clock read per round trip).
+// result): the rate ratio, or for ping-pong rows ref's RTT over r's: the
+// p50s where both have percentiles, else the best-1k figures (untimed
+// blocks, on both sides), else the means.
 func better(r, ref *Row) float64 {
 	if r.Error != "" || r.Skipped || ref.Error != "" || ref.Skipped || r.PerSec == 0 {
 		return 0

@@ -22,11 +22,12 @@
 //     consumer's end of stream. The pipe, Unix socket and SysV message
 //     queue rows are internal/baseline's measurements.
 //   - ping-pong rows: one 8-byte message bounces between the parent and an
-//     echoing child. Half the round trips are timed one by one (one clock
-//     read each, counted in it), giving the p50/p99/p99.9 of the round-trip
-//     time (RTT); the other half run untimed but for one clock read per
-//     1000, giving the mean and the best 1k, comparable with the baseline
-//     rows and the C anchors, which time whole loops.
+//     echoing child. After a warm-up, blocks of 1000 round trips alternate:
+//     timed blocks time each round trip (one clock read each, counted in
+//     it), giving the p50/p99/p99.9 of the round-trip time (RTT); untimed
+//     blocks read the clock only at their ends, giving the mean and the
+//     best 1k, comparable with the baseline rows and the C anchors, which
+//     time whole loops.
 //   - map and mutex rows: 1 or 2 worker processes run their operations
 //     after a common start signal; the rate is all operations over the
 //     wall time until the last worker is done.
@@ -35,7 +36,8 @@
 // (getrusage RUSAGE_SELF + RUSAGE_CHILDREN) over the row, including child
 // start-up (a few ms per child: noticeable only in -quick rows). "vs pipe"
 // is how many times better than the pipe row of the same payload size a
-// row is: throughput / pipe throughput, or pipe p50 RTT / row p50 RTT; for
+// row is: throughput / pipe throughput, or pipe RTT / row RTT (p50s, or
+// best 1k where a row has no percentiles); for
 // map and mutex rows it compares one operation with one 8-byte pipe
 // message.
 //

@@ -7,40 +7,79 @@ import (
 )
 
 // timeRoundTrips is how every ping-pong row times its n round trips (rt(i)
-// is the i-th), in two halves:
+// is the i-th). After a warm-up (a tenth of n, at most one block, counted
+// in neither figure) it alternates blocks of roundTripBlock round trips:
 //
-//   - the first half times each round trip on its own, with one clock
-//     read per round trip (it ends one and starts the next, and counts in
-//     it): the p50, p99 and p99.9;
-//   - the second half runs untimed but for baseline.Stopwatch's reads, one
-//     per 1000 round trips: the mean and the best 1k.
+//   - timed blocks time each round trip on its own, with one clock read per
+//     round trip (it ends one and starts the next, and counts in it): the
+//     p50, p99 and p99.9;
+//   - untimed blocks read the clock only at their ends: the mean, and the
+//     best 1k (the fastest full untimed block).
 //
-// Why two: a clock read costs 15-25 ns here, a tenth of a ring's round
-// trip, and the baseline rows and the C anchors time whole loops. So the
-// mean and the best 1k compare like with like against them ("vs anchor"),
-// and the percentiles still see every round trip's own time.
+// Why two kinds: a clock read costs 15-25 ns here, a tenth of a ring's
+// round trip, and the baseline rows and the C anchors time whole loops, so
+// the mean and the best 1k compare like with like against them ("vs
+// anchor"). Why alternate: on a machine whose speed swings from one minute
+// to the next, both figures then come from the same minutes. The best 1k
+// is a minimum over half as many blocks as a baseline row's over the same
+// n, which favours the baseline a little.
 func timeRoundTrips(n int, rt func(i uint64) error) (outcome, error) {
-	timed := n / 2
-	rtts := make([]time.Duration, timed)
+	warm := min(n/10, roundTripBlock)
+	// Every sample slot is touched before the clock starts: a fresh page
+	// faulted in mid-run would be a round trip's tail.
+	rtts := make([]time.Duration, (n-warm)/2+roundTripBlock)
+	for i := range rtts {
+		rtts[i] = -1
+	}
+	rtts = rtts[:0]
+	var untimed, best time.Duration
+	untimedOps := 0
 	start := time.Now()
-	prev := nanotime()
-	for i := range uint64(timed) {
+	i := uint64(0)
+	for ; i < uint64(warm); i++ {
 		if err := rt(i); err != nil {
 			return outcome{}, err
 		}
-		now := nanotime()
-		rtts[i] = time.Duration(now - prev)
-		prev = now
 	}
-	var sw baseline.Stopwatch
-	sw.Start()
-	for i := uint64(timed); i < uint64(n); i++ {
-		if err := rt(i); err != nil {
-			return outcome{}, err
+	for block := 0; i < uint64(n); block++ {
+		end := min(i+roundTripBlock, uint64(n))
+		if block%2 == 0 {
+			prev := nanotime()
+			for ; i < end; i++ {
+				if err := rt(i); err != nil {
+					return outcome{}, err
+				}
+				now := nanotime()
+				rtts = append(rtts, time.Duration(now-prev))
+				prev = now
+			}
+			continue
 		}
-		sw.Tick()
+		ops := int(end - i)
+		t0 := nanotime()
+		for ; i < end; i++ {
+			if err := rt(i); err != nil {
+				return outcome{}, err
+			}
+		}
+		d := time.Duration(nanotime() - t0)
+		untimed += d
+		untimedOps += ops
+		if per := d / time.Duration(ops); ops == roundTripBlock && (best == 0 || per < best) {
+			best = per
+		}
 	}
-	untimed := sw.Elapsed()
-	return outcome{elapsed: time.Since(start), rtts: rtts, best: sw.Best(),
-		mean: untimed / time.Duration(max(n-timed, 1))}, nil
+	out := outcome{elapsed: time.Since(start), rtts: rtts}
+	if untimedOps > 0 {
+		out.mean = untimed / time.Duration(untimedOps)
+		out.best = best
+		if best == 0 {
+			out.best = out.mean // no full untimed block: the mean of the part
+		}
+	}
+	return out, nil
 }
+
+// roundTripBlock is timeRoundTrips' block: internal/baseline's chunk, so
+// both kinds of row report the best 1k over blocks of the same size.
+const roundTripBlock = baseline.ChunkOps

@@ -17,9 +17,9 @@ import (
 // Throughput over a pipe, a Unix socket pair and a SysV message queue is
 // internal/baseline's measurement (one write(2)/msgsnd(2) per message).
 // internal/baseline times ping-pong only as a mean, so the ping-pong rows
-// here run their own echo loop over the same kinds of channel to time
-// every round trip. POSIX message queues and Go channels are measured
-// here too.
+// here run their own echo loop over the same kinds of channel, timed by
+// timeRoundTrips like every ping-pong row. POSIX message queues and Go
+// channels are measured here too.
 
 func baselineThroughput(tr baseline.Transport, size int) func(runConfig, int) (outcome, error) {
 	return func(_ runConfig, n int) (outcome, error) {

@@ -294,6 +294,8 @@ func busComparison(all []Row) []string {
 			ratio(r.VsRingOneWay), verdict(r.VsRingOneWay, busGoalOneWay, false))
 		// The fastest 1000 consecutive samples, on both sides: what the
 		// latencies are when every process has a CPU (see Latency.Best).
+		// The bus's are clock-stamped one by one, the ring's untimed: the
+		// bus side carries two clock reads the ring side does not.
 		if okR && rtt.RTT != nil && rtt.RTT.Best > 0 && r.PubRecv != nil && r.PubRecv.Best > 0 {
 			line += fmt.Sprintf("; best 1k %s vs ring best 1k RTT/2 %s: %s", ns(r.PubRecv.Best), ns(rtt.RTT.Best/2), ratio(r.PubRecv.Best/(rtt.RTT.Best/2)))
 		}

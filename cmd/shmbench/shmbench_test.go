@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -198,35 +197,48 @@ func TestMarkdownRegenerates(t *testing.T) {
 	}
 }
 
-// TestTimeRoundTrips: every round trip runs once, in order; half are timed
-// one by one, the mean and best come from the untimed half, and an error
+// TestTimeRoundTrips: every round trip runs once, in order; after the
+// warm-up, timed and untimed blocks alternate (the percentiles from the
+// first, the mean and best from full blocks of the second); an error
 // stops the run.
 func TestTimeRoundTrips(t *testing.T) {
+	const n = 5500 // warm-up 550, then timed 1000, untimed 1000, timed, untimed, timed 950
 	var seen []uint64
-	out, err := timeRoundTrips(10, func(i uint64) error {
+	out, err := timeRoundTrips(n, func(i uint64) error {
 		seen = append(seen, i)
+		for t0 := nanotime(); nanotime() == t0; { // at least a clock tick each
+		}
 		return nil
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(seen, []uint64{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}) {
-		t.Errorf("round trips run %v", seen)
+	for i, v := range seen {
+		if v != uint64(i) {
+			t.Fatalf("round trip %d ran as %d", i, v)
+		}
 	}
-	if len(out.rtts) != 5 || out.mean <= 0 || out.best <= 0 || out.elapsed <= 0 {
-		t.Errorf("outcome %+v", out)
+	if len(seen) != n || len(out.rtts) != 2950 || out.mean <= 0 || out.best <= 0 || out.best > 2*out.mean {
+		t.Errorf("%d round trips, %d timed, mean %v, best %v", len(seen), len(out.rtts), out.mean, out.best)
 	}
-	l := summarize(out, 10)
+	for _, d := range out.rtts {
+		if d <= 0 {
+			t.Fatalf("a timed round trip of %v", d)
+		}
+	}
+	l := summarize(out, n)
 	if l.Mean != float64(out.mean.Nanoseconds()) || l.Best != float64(out.best.Nanoseconds()) || l.P50 <= 0 {
-		t.Errorf("summary %+v of %+v", l, out)
+		t.Errorf("summary %+v of mean %v best %v", l, out.mean, out.best)
 	}
 	stop := errors.New("stop")
-	if _, err := timeRoundTrips(10, func(i uint64) error {
-		if i == 7 {
-			return stop
+	for _, at := range []uint64{3, 700, 2000} { // warm-up, timed, untimed
+		if _, err := timeRoundTrips(n, func(i uint64) error {
+			if i == at {
+				return stop
+			}
+			return nil
+		}); err != stop {
+			t.Errorf("error at %d: %v, want %v", at, err, stop)
 		}
-		return nil
-	}); err != stop {
-		t.Errorf("error %v, want %v", err, stop)
 	}
 }

@@ -30,7 +30,7 @@ var ErrTruncated = fmt.Errorf("%w: segment truncated by another process", layout
 // returns it.
 //
 // On a segment no peer can make fault (segment.Segment.CannotFault: a
-// sealed memfd) Enable arms nothing and returns Unarmed, and Guard returns
+// sealed memfd, where the kernel cannot refuse memory) Enable arms nothing and returns Unarmed, and Guard returns
 // at once: the guard costs a compare instead of 9-15 ns. Every other
 // segment is guarded.
 type Latch struct {

@@ -139,12 +139,11 @@ func (m *Map[K, V]) check(op string) error {
 // latch's error (if errp is not nil); any other panic goes on.
 func (m *Map[K, V]) guardRead(v *V, ok *bool, errp *error, op string, a faultguard.Armed) {
 	if a == faultguard.Unarmed {
-		return
+		return // see faultguard.Latch.Guard
 	}
-	if m.fg.Catch(recover(), errp, op) {
+	if m.fg.Catch(recover(), a, errp, op) {
 		*v, *ok = *new(V), false
 	}
-	faultguard.Restore(a)
 }
 
 // wrap gives err the package's one error shape, naming op and the segment.
@@ -165,13 +164,9 @@ func (m *Map[K, V]) Len() (n int) {
 		return 0
 	}
 	defer func(a faultguard.Armed) {
-		if a == faultguard.Unarmed {
-			return
-		}
-		if m.fg.Catch(recover(), nil, "len") {
+		if m.fg.Catch(recover(), a, nil, "len") {
 			n = 0
 		}
-		faultguard.Restore(a)
 	}(m.fg.Enable())
 	var c uint64
 	for sh := range m.shards {

@@ -130,13 +130,9 @@ func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (m *Map[K, V]
 	var fg faultguard.Latch
 	fg.Init("shmmap", s.Raw().Spec().String(), s.Raw())
 	defer func(a faultguard.Armed) {
-		if a == faultguard.Unarmed {
-			return
-		}
-		if fg.Catch(recover(), &err, "attach") {
+		if fg.Catch(recover(), a, &err, "attach") {
 			m = nil
 		}
-		faultguard.Restore(a)
 	}(fg.Enable())
 	h := s.Header()
 	p := h.Params

@@ -59,13 +59,9 @@ func (m *Map[K, V]) Stats() (st Stats, err error) {
 		return Stats{}, err
 	}
 	defer func(a faultguard.Armed) {
-		if a == faultguard.Unarmed {
-			return
-		}
-		if m.fg.Catch(recover(), &err, "stats") {
+		if m.fg.Catch(recover(), a, &err, "stats") {
 			st = Stats{}
 		}
-		faultguard.Restore(a)
 	}(m.fg.Enable())
 	t := table{
 		shardMem: m.shardMem, stride: m.stride,
@@ -87,13 +83,9 @@ func Inspect(s *layout.Segment) (st Stats, err error) {
 	var fg faultguard.Latch
 	fg.Init("shmmap", spec, s.Raw())
 	defer func(a faultguard.Armed) {
-		if a == faultguard.Unarmed {
-			return
-		}
-		if fg.Catch(recover(), &err, "inspect") {
+		if fg.Catch(recover(), a, &err, "inspect") {
 			st = Stats{}
 		}
-		faultguard.Restore(a)
 	}(fg.Enable())
 	st, err = inspect(s)
 	return st, layout.WrapOp("shmmap", "inspect", spec, err)

@@ -22,33 +22,19 @@ func (c *core) faultErr() error { return c.fg.Err() }
 // side faulted; any other panic goes on.
 func (c *core) guardP(errp *error, op string, a faultguard.Armed) {
 	if a == faultguard.Unarmed {
-		return
+		return // see faultguard.Latch.Guard
 	}
-	if c.fg.Catch(recover(), errp, op) {
+	if c.fg.Catch(recover(), a, errp, op) {
 		c.pstate = roleFaulted
 	}
-	faultguard.Restore(a)
 }
 
 // guardC is guardP for consumer methods.
 func (c *core) guardC(errp *error, op string, a faultguard.Armed) {
 	if a == faultguard.Unarmed {
-		return
+		return // see faultguard.Latch.Guard
 	}
-	if c.fg.Catch(recover(), errp, op) {
+	if c.fg.Catch(recover(), a, errp, op) {
 		c.cstate = roleFaulted
 	}
-	faultguard.Restore(a)
-}
-
-// guardAny is guardP for calls any goroutine may make (Len, Stats, a
-// WaitSet's readiness check): it records the fault without touching either
-// side's state, which belongs to the role goroutines. They see the fault
-// at their next slow path, or fault themselves. It is the Latch's Guard.
-func (c *core) guardAny(errp *error, op string, a faultguard.Armed) {
-	if a == faultguard.Unarmed {
-		return
-	}
-	c.fg.Catch(recover(), errp, op)
-	faultguard.Restore(a)
 }

@@ -151,7 +151,7 @@ func (c *core) releaseRoles() {
 }
 
 func (c *core) releaseGuarded(role uint8) {
-	defer c.guardAny(nil, "close", c.fg.Enable())
+	defer c.fg.Guard(nil, "close", c.fg.Enable())
 	c.release(role)
 }
 

@@ -35,7 +35,7 @@ func (c *core) stats(kind layout.Kind) (s RingStats, err error) {
 	if err := c.faultErr(); err != nil {
 		return s, err
 	}
-	defer c.guardAny(&err, "stats", c.fg.Enable())
+	defer c.fg.Guard(&err, "stats", c.fg.Enable())
 	var corrupt error
 	s.Head = c.ctl.head.Load()
 	s.Tail = c.ctl.tail.Load()
@@ -65,7 +65,7 @@ func (c *core) length() (n uint64) {
 	if c.closed.Load() || c.fg.Faulted() {
 		return 0
 	}
-	defer c.guardAny(nil, "len", c.fg.Enable())
+	defer c.fg.Guard(nil, "len", c.fg.Enable())
 	h := c.ctl.head.Load()
 	t := c.ctl.tail.Load()
 	if d := t - h; d <= c.cap {

@@ -57,7 +57,7 @@ func (c *core) waitSource() (*shmsync.Notifier, func() bool) {
 		// A fault here is recorded (the next consuming call reports it)
 		// and makes the source ready, so the WaitSet returns.
 		ready = true
-		defer c.guardAny(nil, "wait", c.fg.Enable())
+		defer c.fg.Guard(nil, "wait", c.fg.Enable())
 		return c.ctl.tail.Load() != c.ctl.head.Load() || c.ctl.writesClosed.Load() != 0
 	}
 }

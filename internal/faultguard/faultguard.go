@@ -14,9 +14,9 @@
 //
 // A Latch (latch.go) keeps the handle's first fault and arms the guard only
 // where a fault can happen. Catch must be given recover()'s value from the
-// deferred function itself (recover works only there). A fault at an address outside the mapping is
-// not ours to swallow: Catch panics again with the same value, and so does
-// any other panic (a bug stays a bug).
+// deferred function itself (recover works only there). A fault at an
+// address outside the mapping is not ours to swallow: Catch panics again
+// with the same value, and so does any other panic (a bug stays a bug).
 //
 // # Cost
 //

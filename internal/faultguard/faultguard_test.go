@@ -173,3 +173,29 @@ func TestLatchUnarmed(t *testing.T) {
 		t.Error("panic-on-fault left enabled")
 	}
 }
+
+// TestLatchRestoresOnOtherPanic: a panic that is not a fault in the
+// mapping goes on through Guard, and the goroutine's panic-on-fault setting
+// is put back before it does.
+func TestLatchRestoresOnOtherPanic(t *testing.T) {
+	var l Latch // zero: guarded
+	b := make([]byte, 8)
+	func() {
+		defer func() {
+			if r := recover(); r == nil {
+				t.Fatal("an index panic was swallowed")
+			}
+		}()
+		i := 9
+		func() {
+			defer l.Guard(nil, "index", l.Enable())
+			b[i] = 1
+		}()
+	}()
+	if debug.SetPanicOnFault(false) {
+		t.Error("panic-on-fault left enabled by a panic through Guard")
+	}
+	if l.Faulted() {
+		t.Error("a panic that is not a fault was recorded")
+	}
+}

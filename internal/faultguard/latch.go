@@ -24,15 +24,14 @@ var ErrTruncated = fmt.Errorf("%w: segment truncated by another process", layout
 //	defer h.latch.Guard(&err, "op", h.latch.Enable())
 //
 // or, where the fault must also change handle state, with a deferred method
-// of its own that calls h.latch.Catch(recover(), errp, op) and then
-// Restore (recover works only in the deferred function itself). After the
-// first fault, Err returns that error for good: every later call but Close
-// returns it.
+// of its own that calls h.latch.Catch(recover(), a, errp, op) (recover
+// works only in the deferred function itself). After the first fault, Err
+// returns that error for good: every later call but Close returns it.
 //
 // On a segment no peer can make fault (segment.Segment.CannotFault: a
-// sealed memfd, where the kernel cannot refuse memory) Enable arms nothing and returns Unarmed, and Guard returns
-// at once: the guard costs a compare instead of 9-15 ns. Every other
-// segment is guarded.
+// sealed memfd, where the kernel cannot refuse memory) Enable arms nothing
+// and returns Unarmed: the guard costs a deferred call instead of 9-15 ns.
+// Every other segment is guarded.
 type Latch struct {
 	pkg, spec   string
 	mapping     Region
@@ -97,11 +96,15 @@ func (l *Latch) Record(op string, f *Fault) error {
 	return *l.err.Load()
 }
 
-// Catch classifies r, recover()'s value in a deferred function (see the
-// package Catch): for a fault inside the mapping it records it, stores the
-// latch's error in *errp (if errp is not nil) and reports true; for nil it
-// reports false; anything else panics on.
-func (l *Latch) Catch(r any, errp *error, op string) bool {
+// Catch ends a guarded call, in its deferred function: it puts back the
+// panic-on-fault setting Enable found (a), then classifies r, recover()'s
+// value there (see the package Catch). For a fault inside the mapping it
+// records it, stores the latch's error in *errp (if errp is not nil) and
+// reports true; for nil it reports false; anything else panics on. On an
+// unarmed latch r is nil unless the caller made faults panics itself, and
+// a fault in the mapping is then recorded all the same.
+func (l *Latch) Catch(r any, a Armed, errp *error, op string) bool {
+	Restore(a)
 	if r == nil {
 		return false
 	}
@@ -115,14 +118,16 @@ func (l *Latch) Catch(r any, errp *error, op string) bool {
 
 // Guard is deferred with the result of Enable: a memory fault inside the
 // mapping becomes the latch's error (in *errp, if errp is not nil); any
-// other panic goes on. It restores the panic-on-fault setting. Unarmed, it
-// does nothing: a panic goes on untouched (Enable did not make faults
-// panics, so one that is can only be the caller's own doing). Every
-// deferred guard of the structures does the same.
+// other panic goes on. It restores the panic-on-fault setting.
+//
+// Unarmed, it returns before recover() and Catch: they cost as much as the
+// armed guard (BenchmarkUnarmed: about 4.5 ns with the early return, 9-11
+// without, against 9-10 armed). The deferred guards of the hot paths
+// (shmring's guardP and guardC, shmmap's guardRead) return early the same
+// way; a panic then goes on untouched.
 func (l *Latch) Guard(errp *error, op string, a Armed) {
 	if a == Unarmed {
 		return
 	}
-	l.Catch(recover(), errp, op)
-	Restore(a)
+	l.Catch(recover(), a, errp, op)
 }

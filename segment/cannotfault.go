@@ -3,6 +3,8 @@ package segment
 import (
 	"bytes"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -83,19 +85,12 @@ var kernelAtLeast52 = sync.OnceValue(func() bool {
 // parseRelease reads the major and minor numbers of a kernel release
 // string ("6.18.0-foo": 6, 18).
 func parseRelease(r string) (major, minor int, ok bool) {
-	num := func() (int, bool) {
-		n, digits := 0, 0
-		for digits < len(r) && r[digits] >= '0' && r[digits] <= '9' && n < 1e6 {
-			n = n*10 + int(r[digits]-'0')
-			digits++
-		}
-		r = r[digits:]
-		return n, digits > 0
+	maj, rest, found := strings.Cut(r, ".")
+	end := 0
+	for end < len(rest) && rest[end] >= '0' && rest[end] <= '9' {
+		end++
 	}
-	if major, ok = num(); !ok || len(r) == 0 || r[0] != '.' {
-		return 0, 0, false
-	}
-	r = r[1:]
-	minor, ok = num()
-	return major, minor, ok
+	major, err1 := strconv.Atoi(maj)
+	minor, err2 := strconv.Atoi(rest[:end])
+	return major, minor, found && err1 == nil && err2 == nil
 }

@@ -136,17 +136,29 @@ func counts(t *testing.T, out string) (received, missed, lags uint64) {
 }
 
 // waitSubscribers waits until n subscribers are recorded.
-func waitSubscribers(t *testing.T, b *Bus[msg], n int) {
+func waitSubscribers(t *testing.T, b *Bus[msg], procs ...*testproc.Proc) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st, err := b.Stats()
 		require.NoError(t, err)
-		if len(st.Subscribers) >= n {
+		if len(st.Subscribers) >= len(procs) {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d subscribers joined", len(st.Subscribers), n)
+			// Say what each child was doing: one that exited says why,
+			// one still running may be stuck before "subscribed".
+			var report strings.Builder
+			for i, p := range procs {
+				state := "running"
+				select {
+				case <-p.Done():
+					state = "exited"
+				default:
+				}
+				fmt.Fprintf(&report, "\nchild %d (pid %d, %s):\n%s", i, p.Pid(), state, p.Output())
+			}
+			t.Fatalf("%d of %d subscribers joined%s", len(st.Subscribers), len(procs), report.String())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -175,7 +187,7 @@ func TestProcFanout(t *testing.T) {
 	for _, mode := range []string{"next", "batch", "peek", "next"} {
 		procs = append(procs, subChild.Start(t, spec, mode, "0"))
 	}
-	waitSubscribers(t, b, 4)
+	waitSubscribers(t, b, procs...)
 	start := time.Now()
 	ctx := context.Background()
 	for i := range n {
@@ -263,7 +275,7 @@ func TestProcKillDurableAndForGood(t *testing.T) {
 	steady := []*testproc.Proc{subChild.Start(t, spec, "next", "0"), subChild.Start(t, spec, "batch", "0")}
 	doomed := subChild.Start(t, spec, "next", "1000")
 	dur := durableChild.Start(t, spec, progSpec, "audit")
-	waitSubscribers(t, b, 4)
+	waitSubscribers(t, b, steady[0], steady[1], doomed, dur)
 
 	ctx := context.Background()
 	var published atomic.Uint64
@@ -339,7 +351,7 @@ func TestProcOverwriteSlow(t *testing.T) {
 	fast := subChild.Start(t, spec, "next", "0")
 	slow := subChild.Start(t, spec, "next", "200")
 	batch := subChild.Start(t, spec, "batch", "500")
-	waitSubscribers(t, b, 3)
+	waitSubscribers(t, b, fast, slow, batch)
 	ctx := context.Background()
 	for i := range n {
 		require.NoError(t, b.Publish(ctx, makeMsg(i)))

@@ -31,6 +31,11 @@ func (q *futexQueue[T]) attach() error {
 		}
 		clearLanes(m)
 		q.me = m
+		if q.light {
+			// Before the first release store of a slot's sequence word.
+			q.ctl.items.MarkLight()
+			q.ctl.slots.MarkLight()
+		}
 		return nil
 	}
 	return ErrTooManyHandles
@@ -90,9 +95,9 @@ const lanesBusyLimit = time.Second
 
 // releaseLane clears (and so frees) a lane taken by announce; lane < 0 is
 // a no-op. The store is a release store on every architecture (it must not
-// become visible before the seq stores that finished the claim), but not
-// an XCHG: the claim's last step, the CAS of a slot's sequence word,
-// already ordered everything before it, and peers only need to see the
+// become visible before the seq stores that finished the claim, which
+// precede it in program order), but not an XCHG: nothing is loaded after
+// it that a peer's handshake depends on, and peers only need to see the
 // lane free eventually (a lane that still looks busy only makes a waiter
 // wait a little longer before judging the claim). One locked instruction
 // less per item on each side.

@@ -191,7 +191,7 @@ func (q *Queue[T]) attachBackend(seg *layout.Segment, cp uint64, policy sync.Wai
 		if err != nil {
 			return err
 		}
-		fq := &futexQueue[T]{ctl: ctl, slots: slots, mask: cp - 1, cap: cp, members: members, policy: policy, fg: &q.fg}
+		fq := &futexQueue[T]{ctl: ctl, slots: slots, mask: cp - 1, cap: cp, members: members, policy: policy, fg: &q.fg, light: sync.LightWakes()}
 		if err := fq.attach(); err != nil {
 			return err
 		}

@@ -14,9 +14,9 @@ import (
 // that the notifier's peer updates with sync/atomic before calling Notify.
 //
 // Layout: one futex word (a 31-bit sequence and a "parked" bit) and a
-// reserved word, 8 bytes, zero value ready. Notify makes no system call, and
-// does not even write, when nobody is parked: a producer pays one atomic
-// load that hits in its cache.
+// flags word (MarkLight), 8 bytes, zero value ready. Notify makes no system
+// call, and does not even write, when nobody is parked: a producer pays one
+// atomic load that hits in its cache.
 //
 // # The parked bit, and why a dead waiter cannot inflate it
 //
@@ -26,28 +26,53 @@ import (
 // is set it clears the bit and bumps the sequence in one CAS and wakes every
 // sleeper. This is Dekker's pattern over Go's sequentially consistent
 // atomics: either Notify sees the bit, or the waiter's re-check sees the
-// state. Waking all is what makes clearing the bit safe: every sleeper
-// wakes, re-checks, and sets the bit again if it must sleep again.
+// state. (A waker in a process where LightWakes holds may publish with a
+// release store instead, once it has called MarkLight: the waiter's
+// barrier then orders both sides; see lightwake.go.) Waking all is what
+// makes clearing the bit safe: every sleeper wakes, re-checks, and sets the
+// bit again if it must sleep again.
 //
 // A counted design (waiters++ / waiters--) leaks a count when a parked
 // waiter is SIGKILLed, and every later Notify then pays a FUTEX_WAKE for
 // nobody. Here a dead waiter leaves at most the bit set, and the next Notify
 // clears it: one wasted wake, then none.
 type Notifier struct {
-	word uint32 // bits 0-30: sequence; bit 31: some waiter may be parked
-	_    uint32 // reserved, zero
+	word  uint32 // bits 0-30: sequence; bit 31: some waiter may be parked
+	flags uint32 // lightBit, set once and never cleared; other bits zero
 }
 
 const parkedBit = 1 << 31
+
+// lightBit in flags: some waker of this notifier publishes with release
+// stores, so every waiter must issue the barrier of fenceParked between
+// arming and its re-check (see lightwake.go).
+const lightBit = 1
+
+// MarkLight records, for waiters in every process, that this process
+// publishes the state this notifier's waiters check with release stores
+// (LightWakes must hold). Call it once per handle, before the first such
+// store; the mark is never cleared.
+func (n *Notifier) MarkLight() {
+	if atomic.LoadUint32(&n.flags)&lightBit == 0 {
+		atomic.OrUint32(&n.flags, lightBit)
+	}
+}
+
+// light reports whether a waiter must fence (see MarkLight). A waiter reads
+// it after its arming CAS: a waker that marks later has its own release
+// stores after the mark, a full barrier, and so loads the parked bit after
+// the arming and sees it.
+func (n *Notifier) light() bool { return atomic.LoadUint32(&n.flags)&lightBit != 0 }
 
 // Waiting reports whether some goroutine (in any process) may be parked.
 // It is a hint for diagnostics: a waiter killed while parked keeps it true
 // until the next Notify.
 //
 // It is also the notifier's half of the handshake: a caller that publishes
-// state with an atomic store and then asks Waiting (or calls Notify) is
-// ordered store-before-load, so either it sees the bit or the waiter sees
-// its state.
+// state with an atomic store (or, where LightWakes holds, a release store)
+// and then asks Waiting (or calls Notify) is ordered store-before-load
+// against the waiter, so either it sees the bit or the waiter sees its
+// state.
 func (n *Notifier) Waiting() bool {
 	dekkerFence()
 	return atomic.LoadUint32(&n.word)&parkedBit != 0
@@ -79,6 +104,9 @@ func (n *Notifier) parker(ready func() bool) func(context.Context, time.Duration
 		w, ok := n.arm()
 		if !ok {
 			return nil
+		}
+		if n.light() {
+			timeout = fenceParked(timeout)
 		}
 		if ready() {
 			return nil

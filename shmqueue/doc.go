@@ -86,11 +86,14 @@
 // then the seq store came before, so the repair CAS fails. Stale
 // announcements (a claimant whose CAS failed, or a dead process whose
 // member record was taken over) can only make a waiter wait longer, never
-// repair a live claim. The announcement, the CASes and the seq stores are
-// sync/atomic's (sequentially consistent); clearing a lane is a release
-// store (internal/atomicx), which is all the argument needs of it: it must
-// not become visible before the seq store, and a waiter that reads it as
-// cleared read it after the cursor that the claim's CAS moved.
+// repair a live claim. The announcement and the CASes are sync/atomic's
+// (sequentially consistent); clearing a lane is a release store
+// (internal/atomicx), which is all the argument needs of it: it must not
+// become visible before the seq store, and a waiter that reads it as
+// cleared read it after the cursor that the claim's CAS moved. The seq
+// stores are CASes too, or, with light wakes (below), a check of the word
+// and a release store: neither ever writes over a repair that was made
+// before the check.
 //
 // What a SIGKILL can lose or redeliver, exactly:
 //
@@ -171,6 +174,20 @@
 // per item. Parks are bounded: a waiter at a stuck slot polls every
 // millisecond for a dead claimant to repair, and a waiter at an empty or
 // full queue looks again every 10 ms.
+//
+// Light wakes (futex backend). The publishing seq store and the releasing
+// one are each followed by a load of the peers' parked bit, which must not
+// pass the store (Dekker's handshake; see sync.Notifier). A CAS orders
+// them, but it stops the claimant until the slot's line comes back from
+// the core of the peer polling it, once per item. Where the kernel lets a
+// process register for membarrier(2) (sync.LightWakes; Linux 4.16 and
+// later, unless a seccomp filter forbids it), the handle marks both
+// notifiers light at attach and uses a check and a release store instead,
+// and every waiter on a light notifier, about to park, issues
+// MEMBARRIER_CMD_GLOBAL_EXPEDITED, which makes every running registered
+// process execute the missing fence (about a microsecond per park). A
+// process that cannot register keeps the CAS; a waiter that cannot issue
+// the barrier parks for at most a millisecond at a time.
 //
 // A Queue is a sync.Waitable (WaitSource): a sync.WaitSet parks on the
 // items notifiers of several queues (either backend), rings and bus

@@ -96,8 +96,8 @@ const lanesBusyLimit = time.Second
 // releaseLane clears (and so frees) a lane taken by announce; lane < 0 is
 // a no-op. The store is a release store on every architecture (it must not
 // become visible before the seq stores that finished the claim, which
-// precede it in program order), but not an XCHG: nothing is loaded after
-// it that a peer's handshake depends on, and peers only need to see the
+// precede it in program order), but not an XCHG: the lane itself is in no
+// store-then-load handshake, and peers only need to see the
 // lane free eventually (a lane that still looks busy only makes a waiter
 // wait a little longer before judging the claim). One locked instruction
 // less per item on each side.

@@ -191,7 +191,7 @@ func (q *Queue[T]) attachBackend(seg *layout.Segment, cp uint64, policy sync.Wai
 		if err != nil {
 			return err
 		}
-		fq := &futexQueue[T]{ctl: ctl, slots: slots, mask: cp - 1, cap: cp, members: members, policy: policy, fg: &q.fg, light: sync.LightWakes()}
+		fq := &futexQueue[T]{ctl: ctl, slots: slots, mask: cp - 1, cap: cp, members: members, policy: policy, fg: &q.fg, light: lightWakes()}
 		if err := fq.attach(); err != nil {
 			return err
 		}
@@ -213,6 +213,10 @@ func (q *Queue[T]) attachBackend(seg *layout.Segment, cp uint64, policy sync.Wai
 	}
 	return nil
 }
+
+// lightWakes is sync.LightWakes; a test sets it to false to run the CAS
+// path on a machine where membarrier works.
+var lightWakes = sync.LightWakes
 
 // checkCapacity validates the header's capacity and backend against what
 // each backend allows.

@@ -43,6 +43,51 @@ func forEachBackend(t *testing.T, f func(t *testing.T, b Backend)) {
 	}
 }
 
+// TestSeqStoreModes hands items one at a time between two goroutines that
+// park for every one (ParkOnly on a two-slot queue), with the slot's
+// sequence word ended by a CAS and, where membarrier works, by a light
+// release store: every item arrives, in order, and no wake is lost (a
+// lost wake costs the 10 ms re-check; the whole run is bounded by its
+// context).
+func TestSeqStoreModes(t *testing.T) {
+	modes := map[string]func() bool{"cas": func() bool { return false }}
+	if sync.LightWakes() {
+		modes["light"] = sync.LightWakes
+	}
+	for name, mode := range modes {
+		t.Run(name, func(t *testing.T) {
+			saved := lightWakes
+			lightWakes = mode
+			t.Cleanup(func() { lightWakes = saved })
+			park := WithWaitPolicy(sync.ParkOnly)
+			q, spec := create[uint64](t, 2, park)
+			require.Equal(t, mode(), q.b.(*futexQueue[uint64]).light)
+			q2, err := Open[uint64](spec, park)
+			require.NoError(t, err)
+			defer q2.Close()
+			const n = 5000
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			done := make(chan error, 1)
+			go func() {
+				for i := range uint64(n) {
+					if err := q.Push(ctx, i); err != nil {
+						done <- err
+						return
+					}
+				}
+				done <- nil
+			}()
+			for i := range uint64(n) {
+				v, err := q2.Pop(ctx)
+				require.NoError(t, err, "item %d", i)
+				require.Equal(t, i, v)
+			}
+			require.NoError(t, <-done)
+		})
+	}
+}
+
 func TestBasicFIFO(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, b Backend) {
 		q, spec := create[uint64](t, 8, WithBackend(b))

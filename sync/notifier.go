@@ -69,8 +69,8 @@ func (n *Notifier) light() bool { return atomic.LoadUint32(&n.flags)&lightBit !=
 // until the next Notify.
 //
 // It is also the notifier's half of the handshake: a caller that publishes
-// state with an atomic store (or, where LightWakes holds, a release store)
-// and then asks Waiting (or calls Notify) is ordered store-before-load
+// state with an atomic store (or, where LightWakes holds and the notifier
+// is marked (MarkLight), a release store) and then asks Waiting (or calls Notify) is ordered store-before-load
 // against the waiter, so either it sees the bit or the waiter sees its
 // state.
 func (n *Notifier) Waiting() bool {

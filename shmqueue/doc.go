@@ -181,13 +181,17 @@
 // them, but it stops the claimant until the slot's line comes back from
 // the core of the peer polling it, once per item. Where the kernel lets a
 // process register for membarrier(2) (sync.LightWakes; Linux 4.16 and
-// later, unless a seccomp filter forbids it), the handle marks both
-// notifiers light at attach and uses a check and a release store instead,
-// and every waiter on a light notifier, about to park, issues
-// MEMBARRIER_CMD_GLOBAL_EXPEDITED, which makes every running registered
-// process execute the missing fence (about a microsecond per park). A
-// process that cannot register keeps the CAS; a waiter that cannot issue
-// the barrier parks for at most a millisecond at a time.
+// later, unless a seccomp filter forbids it), the handle uses a check and
+// a release store instead. The only waits that a seq store ends are those
+// at a stuck slot (claimed by a live peer that has not finished), and
+// each of their parks first issues MEMBARRIER_CMD_GLOBAL_EXPEDITED, which
+// makes every running registered process execute the missing fence (about
+// a microsecond; such parks are rare: the claimant must have been
+// descheduled mid-claim for longer than the spin and yield phases). A wait
+// at an empty or full queue is ended by a peer's cursor CAS, which orders
+// that peer's load of the parked bit by itself. A process that cannot
+// register keeps the CAS; a waiter that cannot issue the barrier parks
+// for at most a millisecond at a time, as a stuck-slot waiter does anyway.
 //
 // A Queue is a sync.Waitable (WaitSource): a sync.WaitSet parks on the
 // items notifiers of several queues (either backend), rings and bus

@@ -31,11 +31,6 @@ func (q *futexQueue[T]) attach() error {
 		}
 		clearLanes(m)
 		q.me = m
-		if q.light {
-			// Before the first release store of a slot's sequence word.
-			q.ctl.items.MarkLight()
-			q.ctl.slots.MarkLight()
-		}
 		return nil
 	}
 	return ErrTooManyHandles

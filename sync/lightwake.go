@@ -36,12 +36,14 @@ import (
 //
 // LightWakes registers the process, once; a structure that gets true may
 // publish with release stores (internal/atomicx) followed by Waiting or
-// Notify, once it has marked the notifier (MarkLight: a flag in shared
-// memory, so waiters in every process and language see it). A waiter on a
-// marked notifier calls fenceParked after arming; one on an unmarked
-// notifier (all of them but the futex queue's) does not, because the
-// barrier costs about a microsecond per park here, more than a tenth of a
-// parking round trip. Where the kernel refuses (before Linux 4.16,
+// Notify, provided every waiter that depends on such a store waits with
+// Notifier.WaitPollFenced, which calls fenceParked after arming. The
+// barrier costs about a microsecond per park here, and interrupts every
+// CPU that runs a registered process, so a structure fences only the
+// waits that need it: in the futex queue, the waits at a slot a live peer
+// is finishing; its waits at an empty or full queue are woken after a
+// cursor CAS, a locked instruction that orders the waker's load of the
+// parked bit by itself. Where the kernel refuses (before Linux 4.16,
 // or a seccomp filter), LightWakes is false and the process's wakers keep
 // their locked instructions; and a waiter that cannot issue the barrier
 // parks for at most unfencedPark at a time, so a light waker's wake that

@@ -14,9 +14,9 @@ import (
 // that the notifier's peer updates with sync/atomic before calling Notify.
 //
 // Layout: one futex word (a 31-bit sequence and a "parked" bit) and a
-// flags word (MarkLight), 8 bytes, zero value ready. Notify makes no system
-// call, and does not even write, when nobody is parked: a producer pays one
-// atomic load that hits in its cache.
+// reserved word, 8 bytes, zero value ready. Notify makes no system call, and
+// does not even write, when nobody is parked: a producer pays one atomic
+// load that hits in its cache.
 //
 // # The parked bit, and why a dead waiter cannot inflate it
 //
@@ -27,52 +27,31 @@ import (
 // sleeper. This is Dekker's pattern over Go's sequentially consistent
 // atomics: either Notify sees the bit, or the waiter's re-check sees the
 // state. (A waker in a process where LightWakes holds may publish with a
-// release store instead, once it has called MarkLight: the waiter's
+// release store instead, if its waiters wait with WaitPollFenced: their
 // barrier then orders both sides; see lightwake.go.) Waking all is what
-// makes clearing the bit safe: every sleeper wakes, re-checks, and sets the
-// bit again if it must sleep again.
+// makes clearing the bit safe: every sleeper
+// wakes, re-checks, and sets the bit again if it must sleep again.
 //
 // A counted design (waiters++ / waiters--) leaks a count when a parked
 // waiter is SIGKILLed, and every later Notify then pays a FUTEX_WAKE for
 // nobody. Here a dead waiter leaves at most the bit set, and the next Notify
 // clears it: one wasted wake, then none.
 type Notifier struct {
-	word  uint32 // bits 0-30: sequence; bit 31: some waiter may be parked
-	flags uint32 // lightBit, set once and never cleared; other bits zero
+	word uint32 // bits 0-30: sequence; bit 31: some waiter may be parked
+	_    uint32 // reserved, zero
 }
 
 const parkedBit = 1 << 31
-
-// lightBit in flags: some waker of this notifier publishes with release
-// stores, so every waiter must issue the barrier of fenceParked between
-// arming and its re-check (see lightwake.go).
-const lightBit = 1
-
-// MarkLight records, for waiters in every process, that this process
-// publishes the state this notifier's waiters check with release stores
-// (LightWakes must hold). Call it once per handle, before the first such
-// store; the mark is never cleared.
-func (n *Notifier) MarkLight() {
-	if atomic.LoadUint32(&n.flags)&lightBit == 0 {
-		atomic.OrUint32(&n.flags, lightBit)
-	}
-}
-
-// light reports whether a waiter must fence (see MarkLight). A waiter reads
-// it after its arming CAS: a waker that marks later has its own release
-// stores after the mark, a full barrier, and so loads the parked bit after
-// the arming and sees it.
-func (n *Notifier) light() bool { return atomic.LoadUint32(&n.flags)&lightBit != 0 }
 
 // Waiting reports whether some goroutine (in any process) may be parked.
 // It is a hint for diagnostics: a waiter killed while parked keeps it true
 // until the next Notify.
 //
 // It is also the notifier's half of the handshake: a caller that publishes
-// state with an atomic store (or, where LightWakes holds and the notifier
-// is marked (MarkLight), a release store) and then asks Waiting (or calls Notify) is ordered store-before-load
-// against the waiter, so either it sees the bit or the waiter sees its
-// state.
+// state with an atomic store (or, where LightWakes holds and the waiters
+// use WaitPollFenced, a release store) and then asks Waiting (or calls
+// Notify) is ordered store-before-load against the waiter, so either it
+// sees the bit or the waiter sees its state.
 func (n *Notifier) Waiting() bool {
 	dekkerFence()
 	return atomic.LoadUint32(&n.word)&parkedBit != 0
@@ -84,7 +63,7 @@ func (n *Notifier) Waiting() bool {
 // park phases (see WaitPolicy). A ready() that holds when ctx ends wins: the
 // call returns nil.
 func (n *Notifier) Wait(ctx context.Context, policy WaitPolicy, ready func() bool) error {
-	return policy.waitLoop(ctx, ready, n.parker(ready), 0, nil)
+	return policy.waitLoop(ctx, ready, n.parker(ready, false), 0, nil)
 }
 
 // WaitPoll is Wait for structures that must also look after their peers
@@ -92,20 +71,35 @@ func (n *Notifier) Wait(ctx context.Context, policy WaitPolicy, ready func() boo
 // poll, which may repair the shared state (say, take over a dead peer's
 // half-done operation) and reports whether the caller should re-check.
 func (n *Notifier) WaitPoll(ctx context.Context, policy WaitPolicy, ready func() bool, pollEvery time.Duration, poll func() bool) error {
+	return n.waitPoll(ctx, policy, ready, pollEvery, poll, false)
+}
+
+// WaitPollFenced is WaitPoll for a waiter whose waker may publish the state
+// ready checks with a release store rather than an atomic one (a process
+// where LightWakes holds): after setting the parked bit and before the
+// re-check that decides to sleep, each park issues the barrier that stands
+// in for the waker's missing store-load fence (see lightwake.go). The
+// barrier costs about a microsecond per park, and interrupts every CPU
+// running a registered process: use it for the waits that need it.
+func (n *Notifier) WaitPollFenced(ctx context.Context, policy WaitPolicy, ready func() bool, pollEvery time.Duration, poll func() bool) error {
+	return n.waitPoll(ctx, policy, ready, pollEvery, poll, true)
+}
+
+func (n *Notifier) waitPoll(ctx context.Context, policy WaitPolicy, ready func() bool, pollEvery time.Duration, poll func() bool, fence bool) error {
 	if pollEvery <= 0 {
 		pollEvery = time.Millisecond
 	}
-	return policy.waitLoop(ctx, ready, n.parker(ready), pollEvery, poll)
+	return policy.waitLoop(ctx, ready, n.parker(ready, fence), pollEvery, poll)
 }
 
-// parker returns the park step of Wait: register, re-check, sleep.
-func (n *Notifier) parker(ready func() bool) func(context.Context, time.Duration) error {
+// parker returns the park step of Wait: register, (fence,) re-check, sleep.
+func (n *Notifier) parker(ready func() bool, fence bool) func(context.Context, time.Duration) error {
 	return func(ctx context.Context, timeout time.Duration) error {
 		w, ok := n.arm()
 		if !ok {
 			return nil
 		}
-		if n.light() {
+		if fence {
 			timeout = fenceParked(timeout)
 		}
 		if ready() {

@@ -98,29 +98,17 @@ func (w *WaitSet) Wait(ctx context.Context) (int, error) {
 		return found >= 0
 	}
 	park := func(ctx context.Context, _ time.Duration) error {
-		light := false
 		for i, n := range w.notes {
 			v, ok := n.arm()
 			if !ok {
 				return nil // a Notify is in flight: look again
 			}
 			w.vals[i] = v
-			light = light || n.light()
-		}
-		if light {
-			if bound := fenceParked(0); bound > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, bound)
-				defer cancel()
-			}
 		}
 		if ready() {
 			return nil
 		}
 		_, err := futex.WaitAny(ctx, w.addrs, w.vals)
-		if ctx.Err() != nil {
-			return nil // waitLoop looks again, and checks its own ctx
-		}
 		return err
 	}
 	if err := w.policy.waitLoop(ctx, ready, park, 0, nil); err != nil {

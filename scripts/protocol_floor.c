@@ -23,8 +23,11 @@
 //                              (Vyukov), one producer process, one
 //                              consumer process: CAS of the cursor, the
 //                              slot, a CAS publishing the slot's sequence
-//                              (shmqueue's, which is also the wake
-//                              handshake's fence). M items/s.
+//                              (shmqueue's where membarrier is refused:
+//                              it is also the wake handshake's fence).
+//                              M items/s.
+//   vyukov_8B_release          the same with the sequence stored by a
+//                              release store (shmqueue's light wakes).
 //
 // Build: cc -O2 -o protocol_floor scripts/protocol_floor.c
 #define _GNU_SOURCE
@@ -156,7 +159,7 @@ struct vqueue {
 	_Alignas(128) struct vslot s[SLOTS];
 };
 
-static double vyukov(uint64_t n)
+static double vyukov(uint64_t n, int release)
 {
 	struct vqueue *q = shared(sizeof *q);
 	for (uint64_t i = 0; i < SLOTS; i++)
@@ -172,7 +175,10 @@ static double vyukov(uint64_t n)
 			if (s->val != k)
 				_exit(3);
 			uint64_t want = pos + 1;
-			atomic_compare_exchange_strong(&s->seq, &want, pos + SLOTS);
+			if (release)
+				atomic_store_explicit(&s->seq, pos + SLOTS, memory_order_release);
+			else
+				atomic_compare_exchange_strong(&s->seq, &want, pos + SLOTS);
 			k++;
 		}
 		_exit(0);
@@ -186,7 +192,10 @@ static double vyukov(uint64_t n)
 			continue;
 		s->val = k;
 		uint64_t want = pos;
-		atomic_compare_exchange_strong(&s->seq, &want, pos + 1);
+		if (release)
+			atomic_store_explicit(&s->seq, pos + 1, memory_order_release);
+		else
+			atomic_compare_exchange_strong(&s->seq, &want, pos + 1);
 		k++;
 	}
 	int st;
@@ -203,6 +212,7 @@ int main(void)
 	printf("ring_item_64B_seqcst %.1f\n", ring_items(64, 1, 10000000));
 	printf("ring_item_64B_release %.1f\n", ring_items(64, 0, 10000000));
 	printf("ring_pair_rtt_ns %.1f\n", ring_pair_rtt(1000000));
-	printf("vyukov_8B_casseq %.1f\n", vyukov(10000000));
+	printf("vyukov_8B_casseq %.1f\n", vyukov(10000000, 0));
+	printf("vyukov_8B_release %.1f\n", vyukov(10000000, 1));
 	return 0;
 }

@@ -61,9 +61,10 @@ func (q *futexQueue[T]) wait(ctx context.Context, n *sync.Notifier, s snapshot, 
 	}
 	q.enter(consumer)
 	defer q.leave(consumer)
-	if ob == obStuck && q.light {
+	if ob == obStuck {
 		// What ends this wait is the claimant's seq store, a release store
-		// under light wakes (see settleSeq): the park must fence for it.
+		// where the claimant's process has light wakes (see settleSeq;
+		// this process may not): the park must fence for it.
 		// An empty or full queue (obPark) is ended by a peer's cursor CAS
 		// first, which orders that peer's load of the parked bit by itself,
 		// and the last check before a sleep reads the cursors.

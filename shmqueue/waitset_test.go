@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/shmkit/shmkit/internal/crashpoint"
 	"github.com/shmkit/shmkit/internal/testproc"
 	"github.com/shmkit/shmkit/sync"
 )
@@ -82,4 +83,52 @@ func TestWaitSetAcrossBackends(t *testing.T) {
 	require.Equal(t, 1, i)
 	_, err = qs[1].TryPop()
 	require.ErrorIs(t, err, ErrClosed)
+}
+
+// A producer killed after claiming its position and before publishing it
+// (so before it could notify) must not strand a WaitSet parked on the
+// queue: the queue is not empty (its cursors differ), and the producers
+// after it do not notify, since their positions are not the one the
+// consumers wait at. The WaitSet's bounded park finds it; TryPop then
+// skips the dead producer's position as a hole and takes the next item.
+func TestWaitSetDeadProducer(t *testing.T) {
+	q, spec := create[uint64](t, 4, WithBackend(BackendFutex))
+	ws, err := sync.NewWaitSet(q)
+	require.NoError(t, err)
+	defer ws.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type result struct {
+		i   int
+		err error
+		at  time.Time
+	}
+	got := make(chan result, 1)
+	go func() {
+		i, err := ws.Wait(ctx)
+		got <- result{i, err, time.Now()}
+	}()
+	require.Eventually(t, func() bool {
+		st, err := q.Stats()
+		return err == nil && st.ConsumersWaiting
+	}, 10*time.Second, time.Millisecond)
+
+	cmd := pushOneChild.Command(t, spec, "7")
+	cmd.Env = append(cmd.Env, crashpoint.Arm("shmqueue.push-claimed", 1))
+	requireKilled(t, testproc.StartCmd(t, cmd))
+	killed := time.Now()
+	pushOneChild.Run(t, spec, "8")
+
+	// A stranded Wait returns only when its context ends (a ready source
+	// wins then), 30 s on; a bounded park within milliseconds.
+	r := <-got
+	require.NoError(t, r.err)
+	require.Equal(t, 0, r.i)
+	require.Less(t, r.at.Sub(killed), 10*time.Second, "the WaitSet slept through a non-empty queue until its context ended")
+	v, err := q.TryPop()
+	require.NoError(t, err)
+	require.Equal(t, uint64(8), v)
+	st, err := q.Stats()
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), st.HolesSkipped)
 }

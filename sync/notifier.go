@@ -27,8 +27,9 @@ import (
 // sleeper. This is Dekker's pattern over Go's sequentially consistent
 // atomics: either Notify sees the bit, or the waiter's re-check sees the
 // state. (A waker in a process where LightWakes holds may publish with a
-// release store instead, if its waiters wait with WaitPollFenced: their
-// barrier then orders both sides; see lightwake.go.) Waking all is what
+// release store instead, if every waiter whose condition only that store
+// makes true waits with WaitPollFenced: the waiter's barrier then stands in
+// for the waker's fence; see lightwake.go.) Waking all is what
 // makes clearing the bit safe: every sleeper
 // wakes, re-checks, and sets the bit again if it must sleep again.
 //
@@ -48,10 +49,10 @@ const parkedBit = 1 << 31
 // until the next Notify.
 //
 // It is also the notifier's half of the handshake: a caller that publishes
-// state with an atomic store (or, where LightWakes holds and the waiters
-// use WaitPollFenced, a release store) and then asks Waiting (or calls
-// Notify) is ordered store-before-load against the waiter, so either it
-// sees the bit or the waiter sees its state.
+// state with an atomic store and then asks Waiting (or calls Notify) is
+// ordered store-before-load, so either it sees the bit or the waiter sees
+// its state. (After a release store it is not ordered; a waiter that waits
+// with WaitPollFenced makes up for it.)
 func (n *Notifier) Waiting() bool {
 	dekkerFence()
 	return atomic.LoadUint32(&n.word)&parkedBit != 0

@@ -26,9 +26,16 @@ type Waitable interface {
 // that gathers them.
 const MaxWaitSources = futex.MaxWaitv - 1
 
+// waitSetRecheck bounds each park of a WaitSet: a source's writer that dies
+// between making it readable and notifying (a queue producer killed after
+// its claim) never wakes it, and the sources notify only for the change
+// that makes them readable, so no later write would either.
+const waitSetRecheck = 10 * time.Millisecond
+
 // WaitSet waits until any of several sources has something to read, parking
 // on all their Notifiers with one futex_waitv call: no goroutine per source,
-// no polling while idle.
+// and while idle one look every waitSetRecheck (10 ms), for a writer that
+// died before it could notify.
 //
 // Wait may be called by one goroutine at a time. The sources must stay open
 // while a Wait is in progress; closing one between Waits is fine (it then
@@ -108,7 +115,7 @@ func (w *WaitSet) Wait(ctx context.Context) (int, error) {
 		if ready() {
 			return nil
 		}
-		_, err := futex.WaitAny(ctx, w.addrs, w.vals)
+		_, err := futex.WaitAny(ctx, w.addrs, w.vals, waitSetRecheck)
 		return err
 	}
 	if err := w.policy.waitLoop(ctx, ready, park, 0, nil); err != nil {

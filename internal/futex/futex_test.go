@@ -143,3 +143,30 @@ func BenchmarkWakeNobody(b *testing.B) {
 		Wake(&w, 1)
 	}
 }
+
+// WaitAny's bound: its own timeout ends it with ErrTimeout, an earlier
+// context deadline with the context's error, and both through futex_waitv
+// and through the polling fallback.
+func TestWaitAnyTimeout(t *testing.T) {
+	var a, b uint32
+	addrs, vals := []*uint32{&a, &b}, []uint32{0, 0}
+	start := time.Now()
+	if _, err := WaitAny(context.Background(), addrs, vals, 20*time.Millisecond); err != ErrTimeout {
+		t.Fatalf("WaitAny with a timeout = %v, want ErrTimeout", err)
+	}
+	if d := time.Since(start); d < 20*time.Millisecond {
+		t.Fatalf("WaitAny returned after %v, before its 20ms timeout", d)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := WaitAny(ctx, addrs, vals, time.Hour); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("WaitAny with an earlier context deadline = %v, want context.DeadlineExceeded", err)
+	}
+	if _, err := pollAny(context.Background(), addrs, vals, time.Now().Add(20*time.Millisecond)); err != ErrTimeout {
+		t.Fatalf("pollAny past its time = %v, want ErrTimeout", err)
+	}
+	b = 1
+	if i, err := WaitAny(context.Background(), addrs, vals, time.Hour); i != -1 && i != 1 || err != ErrAgain && err != nil {
+		t.Fatalf("WaitAny with a changed word = %d, %v, want ErrAgain", i, err)
+	}
+}

@@ -216,12 +216,13 @@ const MaxWaitv = 128
 const waitAnyPoll = time.Millisecond
 
 // WaitAny blocks while every *addrs[i] == vals[i], until a FUTEX_WAKE on any
-// of them or ctx is done, with one futex_waitv call. It returns the index of
-// a word that was woken (or -1 when unknown) and nil, or ErrAgain (some word
-// already differed), ErrInterrupted, or ctx.Err(). Any return may be
-// spurious. At most MaxWaitv-1 words. On kernels without futex_waitv
-// (before 5.16) it polls the words every millisecond.
-func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32) (int, error) {
+// of them, ctx is done, or timeout (> 0) has passed, with one futex_waitv
+// call. It returns the index of a word that was woken (or -1 when unknown)
+// and nil, or ErrAgain (some word already differed), ErrInterrupted,
+// ErrTimeout, or ctx.Err(). Any return may be spurious. At most MaxWaitv-1
+// words. On kernels without futex_waitv (before 5.16) it polls the words
+// every millisecond.
+func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32, timeout time.Duration) (int, error) {
 	n := len(addrs)
 	if n == 0 || n != len(vals) || n > MaxWaitv-1 {
 		return -1, unix.EINVAL
@@ -229,8 +230,16 @@ func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32) (int, error) {
 	if err := ctx.Err(); err != nil {
 		return -1, err
 	}
+	var until time.Time // the earlier of ctx's deadline and timeout; zero: none
+	if timeout > 0 {
+		until = time.Now().Add(timeout)
+	}
+	ctxBound := false // until is ctx's deadline
+	if dl, ok := ctx.Deadline(); ok && (until.IsZero() || dl.Before(until)) {
+		until, ctxBound = dl, true
+	}
 	if waitvUnsupported.Load() {
-		return pollAny(ctx, addrs, vals)
+		return pollAny(ctx, addrs, vals, until)
 	}
 	vec := make([]waitv, n+1)
 	for i, a := range addrs {
@@ -245,10 +254,10 @@ func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32) (int, error) {
 	defer stop()
 	var tsp unsafe.Pointer
 	var ts unix.Timespec
-	if dl, ok := ctx.Deadline(); ok {
+	if !until.IsZero() {
 		var now unix.Timespec
 		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
-		ts = unix.NsecToTimespec(now.Nano() + int64(time.Until(dl)))
+		ts = unix.NsecToTimespec(now.Nano() + int64(time.Until(until)))
 		tsp = unsafe.Pointer(&ts)
 	}
 	r, _, e := unix.Syscall6(unix.SYS_FUTEX_WAITV, uintptr(unsafe.Pointer(&vec[0])), uintptr(n+1), 0, uintptr(tsp), uintptr(unix.CLOCK_MONOTONIC), 0)
@@ -256,13 +265,16 @@ func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32) (int, error) {
 	runtime.KeepAlive(cancel)
 	if e == unix.ENOSYS {
 		waitvUnsupported.Store(true)
-		return pollAny(ctx, addrs, vals)
+		return pollAny(ctx, addrs, vals, until)
 	}
 	if err := ctx.Err(); err != nil {
 		return -1, err
 	}
 	if e == unix.ETIMEDOUT {
-		return -1, context.DeadlineExceeded
+		if ctxBound {
+			return -1, context.DeadlineExceeded
+		}
+		return -1, ErrTimeout
 	}
 	if e != 0 {
 		return -1, errnoErr(e)
@@ -273,7 +285,8 @@ func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32) (int, error) {
 	return -1, nil
 }
 
-func pollAny(ctx context.Context, addrs []*uint32, vals []uint32) (int, error) {
+// pollAny is WaitAny without futex_waitv, until the given time (zero: none).
+func pollAny(ctx context.Context, addrs []*uint32, vals []uint32, until time.Time) (int, error) {
 	t := time.NewTicker(waitAnyPoll)
 	defer t.Stop()
 	for {
@@ -281,6 +294,12 @@ func pollAny(ctx context.Context, addrs []*uint32, vals []uint32) (int, error) {
 			if atomic.LoadUint32(a) != vals[i] {
 				return i, ErrAgain
 			}
+		}
+		if !until.IsZero() && !time.Now().Before(until) {
+			if err := ctx.Err(); err != nil {
+				return -1, err
+			}
+			return -1, ErrTimeout
 		}
 		select {
 		case <-ctx.Done():

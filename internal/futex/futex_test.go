@@ -162,8 +162,12 @@ func TestWaitAnyTimeout(t *testing.T) {
 	if _, err := WaitAny(ctx, addrs, vals, time.Hour); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("WaitAny with an earlier context deadline = %v, want context.DeadlineExceeded", err)
 	}
-	if _, err := pollAny(context.Background(), addrs, vals, time.Now().Add(20*time.Millisecond)); err != ErrTimeout {
-		t.Fatalf("pollAny past its time = %v, want ErrTimeout", err)
+	if _, err := pollAny(context.Background(), addrs, vals, 20*time.Millisecond, false); err != ErrTimeout {
+		t.Fatalf("pollAny past its timeout = %v, want ErrTimeout", err)
+	}
+	// ctx's deadline as the bound, before its timer has cancelled it.
+	if _, err := pollAny(context.Background(), addrs, vals, 20*time.Millisecond, true); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("pollAny past its context's deadline = %v, want context.DeadlineExceeded", err)
 	}
 	b = 1
 	if i, err := WaitAny(context.Background(), addrs, vals, time.Hour); i != -1 && i != 1 || err != ErrAgain && err != nil {

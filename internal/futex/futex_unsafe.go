@@ -104,19 +104,9 @@ func WaitContextTimeout(ctx context.Context, addr *uint32, val uint32, timeout t
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	// The earlier of ctx's deadline and the timeout bounds the wait.
-	var until time.Duration = -1
-	ctxBound := false
-	if dl, ok := ctx.Deadline(); ok {
-		until = time.Until(dl)
-		ctxBound = true
-		if until <= 0 {
-			return context.DeadlineExceeded
-		}
-	}
-	if timeout > 0 && (until < 0 || timeout < until) {
-		until = timeout
-		ctxBound = false
+	until, ctxBound := waitBound(ctx, timeout)
+	if until == 0 {
+		return context.DeadlineExceeded // only ctx's deadline can be past
 	}
 	if waitvUnsupported.Load() {
 		return pollWait(ctx, addr, val, until, ctxBound)
@@ -136,9 +126,7 @@ func WaitContextTimeout(ctx context.Context, addr *uint32, val uint32, timeout t
 	var tsp unsafe.Pointer
 	var ts unix.Timespec
 	if until > 0 {
-		var now unix.Timespec
-		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
-		ts = unix.NsecToTimespec(now.Nano() + int64(until))
+		ts = monotonicAfter(until)
 		tsp = unsafe.Pointer(&ts)
 	}
 	_, _, e := unix.Syscall6(unix.SYS_FUTEX_WAITV, uintptr(unsafe.Pointer(&cw.vec[0])), 2, 0, uintptr(tsp), uintptr(unix.CLOCK_MONOTONIC), 0)
@@ -162,6 +150,30 @@ func WaitContextTimeout(ctx context.Context, addr *uint32, val uint32, timeout t
 		return nil
 	}
 	return errnoErr(e)
+}
+
+// waitBound is the bound of a wait under ctx with an extra relative timeout
+// (<= 0: none): the earlier of the two, as a duration from now (-1: no
+// bound; 0: ctx's deadline has passed), and whether it is ctx's deadline
+// (which then ends the wait with context.DeadlineExceeded, not ErrTimeout).
+func waitBound(ctx context.Context, timeout time.Duration) (until time.Duration, ctxBound bool) {
+	until = -1
+	if dl, ok := ctx.Deadline(); ok {
+		until, ctxBound = max(time.Until(dl), 0), true
+	}
+	if timeout > 0 && (until < 0 || timeout < until) {
+		until, ctxBound = timeout, false
+	}
+	return until, ctxBound
+}
+
+// monotonicAfter is the CLOCK_MONOTONIC time d from now, for futex_waitv's
+// absolute timeout. d was measured before the clock is read, so a delay in
+// between makes the deadline late, never early.
+func monotonicAfter(d time.Duration) unix.Timespec {
+	var now unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
+	return unix.NsecToTimespec(now.Nano() + int64(d))
 }
 
 func pollWait(ctx context.Context, addr *uint32, val uint32, until time.Duration, ctxBound bool) error {
@@ -230,16 +242,12 @@ func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32, timeout time.D
 	if err := ctx.Err(); err != nil {
 		return -1, err
 	}
-	var until time.Time // the earlier of ctx's deadline and timeout; zero: none
-	if timeout > 0 {
-		until = time.Now().Add(timeout)
-	}
-	ctxBound := false // until is ctx's deadline
-	if dl, ok := ctx.Deadline(); ok && (until.IsZero() || dl.Before(until)) {
-		until, ctxBound = dl, true
+	until, ctxBound := waitBound(ctx, timeout)
+	if until == 0 {
+		return -1, context.DeadlineExceeded // only ctx's deadline can be past
 	}
 	if waitvUnsupported.Load() {
-		return pollAny(ctx, addrs, vals, until)
+		return pollAny(ctx, addrs, vals, until, ctxBound)
 	}
 	vec := make([]waitv, n+1)
 	for i, a := range addrs {
@@ -254,10 +262,8 @@ func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32, timeout time.D
 	defer stop()
 	var tsp unsafe.Pointer
 	var ts unix.Timespec
-	if !until.IsZero() {
-		var now unix.Timespec
-		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &now)
-		ts = unix.NsecToTimespec(now.Nano() + int64(time.Until(until)))
+	if until > 0 {
+		ts = monotonicAfter(until)
 		tsp = unsafe.Pointer(&ts)
 	}
 	r, _, e := unix.Syscall6(unix.SYS_FUTEX_WAITV, uintptr(unsafe.Pointer(&vec[0])), uintptr(n+1), 0, uintptr(tsp), uintptr(unix.CLOCK_MONOTONIC), 0)
@@ -265,7 +271,7 @@ func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32, timeout time.D
 	runtime.KeepAlive(cancel)
 	if e == unix.ENOSYS {
 		waitvUnsupported.Store(true)
-		return pollAny(ctx, addrs, vals, until)
+		return pollAny(ctx, addrs, vals, until, ctxBound)
 	}
 	if err := ctx.Err(); err != nil {
 		return -1, err
@@ -285,8 +291,10 @@ func WaitAny(ctx context.Context, addrs []*uint32, vals []uint32, timeout time.D
 	return -1, nil
 }
 
-// pollAny is WaitAny without futex_waitv, until the given time (zero: none).
-func pollAny(ctx context.Context, addrs []*uint32, vals []uint32, until time.Time) (int, error) {
+// pollAny is WaitAny without futex_waitv, for at most until (< 0: no
+// bound; see waitBound).
+func pollAny(ctx context.Context, addrs []*uint32, vals []uint32, until time.Duration, ctxBound bool) (int, error) {
+	start := time.Now()
 	t := time.NewTicker(waitAnyPoll)
 	defer t.Stop()
 	for {
@@ -295,9 +303,12 @@ func pollAny(ctx context.Context, addrs []*uint32, vals []uint32, until time.Tim
 				return i, ErrAgain
 			}
 		}
-		if !until.IsZero() && !time.Now().Before(until) {
+		if until >= 0 && time.Since(start) >= until {
 			if err := ctx.Err(); err != nil {
 				return -1, err
+			}
+			if ctxBound {
+				return -1, context.DeadlineExceeded
 			}
 			return -1, ErrTimeout
 		}

@@ -26,10 +26,11 @@ type Waitable interface {
 // that gathers them.
 const MaxWaitSources = futex.MaxWaitv - 1
 
-// waitSetRecheck bounds each park of a WaitSet: a source's writer that dies
-// between making it readable and notifying (a queue producer killed after
-// its claim) never wakes it, and the sources notify only for the change
-// that makes them readable, so no later write would either.
+// waitSetRecheck is how often a parked WaitSet looks at its sources again
+// (waitLoop's poll): a source's writer that dies between making it
+// readable and notifying (a queue producer killed after its claim) never
+// wakes it, and the sources notify only for the change that makes them
+// readable, so no later write would either.
 const waitSetRecheck = 10 * time.Millisecond
 
 // WaitSet waits until any of several sources has something to read, parking
@@ -104,7 +105,7 @@ func (w *WaitSet) Wait(ctx context.Context) (int, error) {
 		found = w.scan()
 		return found >= 0
 	}
-	park := func(ctx context.Context, _ time.Duration) error {
+	park := func(ctx context.Context, timeout time.Duration) error {
 		for i, n := range w.notes {
 			v, ok := n.arm()
 			if !ok {
@@ -115,10 +116,11 @@ func (w *WaitSet) Wait(ctx context.Context) (int, error) {
 		if ready() {
 			return nil
 		}
-		_, err := futex.WaitAny(ctx, w.addrs, w.vals, waitSetRecheck)
+		_, err := futex.WaitAny(ctx, w.addrs, w.vals, timeout)
 		return err
 	}
-	if err := w.policy.waitLoop(ctx, ready, park, 0, nil); err != nil {
+	lookAgain := func() bool { return true }
+	if err := w.policy.waitLoop(ctx, ready, park, waitSetRecheck, lookAgain); err != nil {
 		return -1, err
 	}
 	return found, nil

@@ -27,6 +27,23 @@ var pushOneChild = testproc.Register("shmqueue-push-one", func(args []string) er
 	return q.Push(context.Background(), v)
 })
 
+// waitResult is what a Wait started by waitInBackground returned, and when.
+type waitResult struct {
+	i   int
+	err error
+	at  time.Time
+}
+
+// waitInBackground runs ws.Wait(ctx) in a goroutine.
+func waitInBackground(ctx context.Context, ws *sync.WaitSet) <-chan waitResult {
+	got := make(chan waitResult, 1)
+	go func() {
+		i, err := ws.Wait(ctx)
+		got <- waitResult{i, err, time.Now()}
+	}()
+	return got
+}
+
 // A WaitSet over a futex queue and a SysV queue: items pushed by real
 // child processes wake the parent's Wait with the index of the queue that
 // has them, while the parent is parked (not just spinning).
@@ -43,15 +60,7 @@ func TestWaitSetAcrossBackends(t *testing.T) {
 	defer cancel()
 	for round, want := range []int{1, 0, 0, 1} {
 		v := uint64(100*round + want)
-		type result struct {
-			i   int
-			err error
-		}
-		got := make(chan result, 1)
-		go func() {
-			i, err := ws.Wait(ctx)
-			got <- result{i, err}
-		}()
+		got := waitInBackground(ctx, ws)
 		// Let the parent park on both notifiers before the child pushes.
 		require.Eventually(t, func() bool {
 			st0, err0 := qs[0].Stats()
@@ -98,16 +107,7 @@ func TestWaitSetDeadProducer(t *testing.T) {
 	defer ws.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	type result struct {
-		i   int
-		err error
-		at  time.Time
-	}
-	got := make(chan result, 1)
-	go func() {
-		i, err := ws.Wait(ctx)
-		got <- result{i, err, time.Now()}
-	}()
+	got := waitInBackground(ctx, ws)
 	require.Eventually(t, func() bool {
 		st, err := q.Stats()
 		return err == nil && st.ConsumersWaiting

@@ -29,9 +29,9 @@ import (
 // state. (A waker in a process where LightWakes holds may publish with a
 // release store instead, if every waiter whose condition only that store
 // makes true waits with WaitPollFenced: the waiter's barrier then stands in
-// for the waker's fence; see lightwake.go.) Waking all is what
-// makes clearing the bit safe: every sleeper
-// wakes, re-checks, and sets the bit again if it must sleep again.
+// for the waker's fence; see lightwake.go.) Waking all is what makes
+// clearing the bit safe: every sleeper wakes, re-checks, and sets the bit
+// again if it must sleep again.
 //
 // A counted design (waiters++ / waiters--) leaks a count when a parked
 // waiter is SIGKILLed, and every later Notify then pays a FUTEX_WAKE for

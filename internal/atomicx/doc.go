@@ -6,7 +6,8 @@
 // handshake depends on it): releasing a slot or a claim that a peer only
 // needs to see eventually, after a locked instruction that already ordered
 // everything before it; or where the peer of the handshake supplies the
-// missing fence (sync.LightWakes and Notifier.WaitPollFenced). Under -race and on other architectures they are
-// sync/atomic's operations, so the race detector sees the synchronization
-// and weakly ordered machines get (at least) the ordering asked for.
+// missing fence (sync.LightWakes and Notifier.WaitPollFenced). Under -race
+// and on other architectures they are sync/atomic's operations, so the
+// race detector sees the synchronization and weakly ordered machines get
+// (at least) the ordering asked for.
 package atomicx

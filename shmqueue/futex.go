@@ -327,15 +327,16 @@ func (q *futexQueue[T]) push(ctx context.Context, vs []T, block bool) (int, erro
 	if n == len(vs) || err != nil {
 		return n, err
 	}
-	return q.pushRest(ctx, vs, n, n, block, ob, &s)
+	return q.pushRest(ctx, vs, n, block, ob, &s)
 }
 
-// pushRest is push after its first claim attempt, which pushed last (so
-// far done) items, stopping at obstacle ob if last is 0: the loop that
+// pushRest is push after its first claim attempt, which pushed done items,
+// stopping at obstacle ob if it pushed none: the loop that
 // waits, repairs and tries again. It is apart so that the usual push, done
 // at the first attempt, does not set the loop up.
-func (q *futexQueue[T]) pushRest(ctx context.Context, vs []T, done, last int, block bool, ob obstacle, s *snapshot) (int, error) {
+func (q *futexQueue[T]) pushRest(ctx context.Context, vs []T, done int, block bool, ob obstacle, s *snapshot) (int, error) {
 	var stall time.Time // a Try operation's deadline for waiting out peers
+	last := done        // what the last claim attempt pushed
 	for done < len(vs) {
 		if last == 0 {
 			if err := q.obstructed(ctx, false, block, ob, s, &stall); err != nil {
@@ -419,7 +420,7 @@ func (q *futexQueue[T]) pushOne(ctx context.Context, v T, block bool) error {
 	if n == 1 || err != nil {
 		return err
 	}
-	_, err = q.pushRest(ctx, one[:], 0, 0, block, ob, &s)
+	_, err = q.pushRest(ctx, one[:], 0, block, ob, &s)
 	return err
 }
 

@@ -11,7 +11,9 @@ next.
 Each round runs every build once, in the order given, with -json -only
 REGEX. It prints, per row, each build's median [min-max] over the rounds:
 M items (or operations) per second, or for ping-pong rows the p50
-round trip in ns (the mean, for the baseline rows that have no p50). Quote medians of several rounds, never one run.
+round trip in ns (the mean, for the baseline rows that have no p50), and
+for rows that have both, a second line with the untimed mean (what the C
+anchors are set against). Quote medians of several rounds, never one run.
 """
 
 import argparse
@@ -42,6 +44,9 @@ def main():
                 rtt = row.get("rtt_ns") or {}
                 v = (rtt.get("p50") or rtt.get("mean")) if rtt else row["per_sec"] / 1e6
                 res.setdefault(row["name"], {}).setdefault(b, []).append(v)
+                if rtt.get("p50") and rtt.get("mean"):
+                    # The untimed mean too: what the C anchors are set against.
+                    res.setdefault(row["name"] + " mean", {}).setdefault(b, []).append(rtt["mean"])
     for name, by in res.items():
         unit = "ns" if name.startswith("pingpong/") else "M/s"
         cells = []

@@ -32,8 +32,7 @@ func timeRoundTrips(n int, rt func(i uint64) error) (outcome, error) {
 		rtts[i] = -1
 	}
 	rtts = rtts[:0]
-	var untimed, best time.Duration
-	untimedOps := 0
+	var untimed baseline.Blocks
 	start := time.Now()
 	i := uint64(0)
 	for ; i < uint64(warm); i++ {
@@ -62,24 +61,13 @@ func timeRoundTrips(n int, rt func(i uint64) error) (outcome, error) {
 				return outcome{}, err
 			}
 		}
-		d := time.Duration(nanotime() - t0)
-		untimed += d
-		untimedOps += ops
-		if per := d / time.Duration(ops); ops == roundTripBlock && (best == 0 || per < best) {
-			best = per
-		}
+		untimed.Add(time.Duration(nanotime()-t0), ops)
 	}
-	out := outcome{elapsed: time.Since(start), rtts: rtts}
-	if untimedOps > 0 {
-		out.mean = untimed / time.Duration(untimedOps)
-		out.best = best
-		if best == 0 {
-			out.best = out.mean // no full untimed block: the mean of the part
-		}
-	}
-	return out, nil
+	// With no full untimed block, the best is the mean of the part.
+	return outcome{elapsed: time.Since(start), rtts: rtts, mean: untimed.Mean(), best: untimed.Best()}, nil
 }
 
 // roundTripBlock is timeRoundTrips' block: internal/baseline's chunk, so
-// both kinds of row report the best 1k over blocks of the same size.
+// both kinds of row report the best 1k over blocks of the same size (and
+// the untimed blocks are summed by the same baseline.Blocks).
 const roundTripBlock = baseline.ChunkOps

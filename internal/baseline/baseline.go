@@ -42,22 +42,61 @@ type Result struct {
 	Best time.Duration
 }
 
-// ChunkOps is the chunk size of Stopwatch.
+// ChunkOps is the chunk size of Stopwatch (and the full block of Blocks).
 const ChunkOps = 1000
 
+// Blocks sums timed blocks of operations: the mean over all of them, and
+// the fastest full block (ChunkOps operations), which on a loaded machine
+// estimates the cost when both processes had a CPU. Stopwatch keeps one;
+// a caller that times its own blocks adds them to one.
+type Blocks struct {
+	total time.Duration
+	ops   int
+	best  time.Duration // per op, in the fastest full block
+}
+
+// Add records a block of ops operations that took d.
+func (b *Blocks) Add(d time.Duration, ops int) {
+	b.total += d
+	b.ops += ops
+	if ops != ChunkOps {
+		return
+	}
+	if per := d / ChunkOps; b.best == 0 || per < b.best {
+		b.best = per
+	}
+}
+
+// Mean returns the time per operation over every block added (0 for none).
+func (b *Blocks) Mean() time.Duration {
+	if b.ops == 0 {
+		return 0
+	}
+	return b.total / time.Duration(b.ops)
+}
+
+// Best returns the per-operation time of the fastest full block, or the
+// mean if no block was full.
+func (b *Blocks) Best() time.Duration {
+	if b.best == 0 {
+		return b.Mean()
+	}
+	return b.best
+}
+
 // Stopwatch times a loop of operations and also keeps the fastest chunk of
-// ChunkOps consecutive operations, so benchmarks on a busy machine can
-// report both the mean and an estimate of the uncontended cost.
+// ChunkOps consecutive operations (see Blocks), so benchmarks on a busy
+// machine can report both the mean and an estimate of the uncontended cost.
 type Stopwatch struct {
 	start, chunk time.Time
 	n            int
-	best         time.Duration // per op
+	chunks       Blocks
 }
 
 // Start starts (or restarts) the stopwatch.
 func (s *Stopwatch) Start() {
 	s.start = time.Now()
-	s.chunk, s.n, s.best = s.start, 0, 0
+	s.chunk, s.n, s.chunks = s.start, 0, Blocks{}
 }
 
 // Tick records one completed operation.
@@ -67,9 +106,7 @@ func (s *Stopwatch) Tick() {
 		return
 	}
 	now := time.Now()
-	if d := now.Sub(s.chunk) / ChunkOps; s.best == 0 || d < s.best {
-		s.best = d
-	}
+	s.chunks.Add(now.Sub(s.chunk), ChunkOps)
 	s.chunk = now
 }
 
@@ -79,10 +116,10 @@ func (s *Stopwatch) Elapsed() time.Duration { return time.Since(s.start) }
 // Best returns the per-operation time of the fastest full chunk, or the
 // mean so far if no chunk completed.
 func (s *Stopwatch) Best() time.Duration {
-	if s.best == 0 && s.n > 0 {
+	if s.n < ChunkOps && s.n > 0 {
 		return s.Elapsed() / time.Duration(s.n)
 	}
-	return s.best
+	return s.chunks.Best()
 }
 
 // PerSecond returns messages (or round trips) per second.

@@ -70,3 +70,27 @@ func TestRegisteredPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestBlocks: the mean counts every block, the best only full ones (a
+// faster part block does not count), and with no full block the best is
+// the mean.
+func TestBlocks(t *testing.T) {
+	var b Blocks
+	if b.Mean() != 0 || b.Best() != 0 {
+		t.Fatalf("empty: mean %v, best %v", b.Mean(), b.Best())
+	}
+	b.Add(300*ChunkOps, ChunkOps) // 300 ns each
+	b.Add(200*ChunkOps, ChunkOps) // 200 ns each: the best
+	b.Add(100*500, 500)           // 100 ns each, but not a full block
+	if want := time.Duration(300*ChunkOps+200*ChunkOps+100*500) / (2*ChunkOps + 500); b.Mean() != want {
+		t.Errorf("mean %v, want %v", b.Mean(), want)
+	}
+	if b.Best() != 200 {
+		t.Errorf("best %v, want 200ns", b.Best())
+	}
+	var part Blocks
+	part.Add(100*500, 500)
+	if part.Best() != 100 || part.Mean() != 100 {
+		t.Errorf("part block only: mean %v, best %v, want 100ns both", part.Mean(), part.Best())
+	}
+}

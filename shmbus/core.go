@@ -36,10 +36,7 @@ type core struct {
 	// memory fault any call of this handle or its subscribers caught:
 	// every later call but Close returns it.
 	fg faultguard.Latch
-	// guardAll is set by WithFaultGuard: the per-item calls run under the
-	// fault guard too.
-	guardAll bool
-	_        [layout.LineSize]byte
+	_  [layout.LineSize]byte
 
 	// Publisher side (one goroutine).
 	pstate    uint8
@@ -68,10 +65,8 @@ const pollEvery = 2 * time.Millisecond
 func (c *core) init(seg *layout.Segment, g geometry, ctl *control, recs []record, cfg options.Config) {
 	c.seg, c.geometry, c.ctl, c.recs = seg, g, ctl, recs
 	c.policy = cfg.PolicyOr(shmsync.SpinThenPark)
-	c.fg.Init("shmbus", c.name, seg.Raw())
-	if s, ok := cfg.Own.(*settings); ok {
-		c.guardAll = s.faultGuard && c.fg.Needed()
-	}
+	s, _ := cfg.Own.(*settings)
+	c.fg.Init("shmbus", c.name, seg.Raw(), s != nil && s.faultGuard)
 	c.dead = make([]uint64, len(recs))
 	c.subs = map[closer]struct{}{}
 	c.roomReady = func() bool {

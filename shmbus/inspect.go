@@ -91,7 +91,7 @@ func inspectCore(s *layout.Segment) (*core, error) {
 		return nil, layout.WrapOp("shmbus", "inspect", g.name, err)
 	}
 	c := &core{seg: s, geometry: g, ctl: ctl, recs: recs}
-	c.fg.Init("shmbus", g.name, s.Raw())
+	c.fg.Init("shmbus", g.name, s.Raw(), false)
 	return c, nil
 }
 

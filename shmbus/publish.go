@@ -18,7 +18,7 @@ func (b *Bus[T]) releasePublisher() {
 // is done; in Overwrite mode it never waits. The first call claims the
 // publisher role. It fails with ErrClosed after CloseWrites.
 func (b *Bus[T]) Publish(ctx context.Context, v T) (err error) {
-	if b.guardAll {
+	if b.fg.GuardsEachCall() {
 		defer b.fg.Guard(&err, "publish", b.fg.Enable())
 	}
 	if b.pstate != roleHeld || b.fg.Faulted() {
@@ -41,7 +41,7 @@ func (b *Bus[T]) Publish(ctx context.Context, v T) (err error) {
 // TryPublish is Publish that never waits: in Block mode it fails with
 // ErrFull when the slowest live subscriber is a capacity behind.
 func (b *Bus[T]) TryPublish(v T) (err error) {
-	if b.guardAll {
+	if b.fg.GuardsEachCall() {
 		defer b.fg.Guard(&err, "publish", b.fg.Enable())
 	}
 	if b.pstate != roleHeld || b.fg.Faulted() {

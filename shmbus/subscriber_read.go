@@ -11,7 +11,7 @@ import (
 // ErrLagged (a *LaggedError saying how many it missed), and the following
 // Next continues from the oldest retained message.
 func (s *Subscriber[T]) Next(ctx context.Context) (v T, err error) {
-	if s.b.guardAll {
+	if s.b.fg.GuardsEachCall() {
 		defer s.b.fg.Guard(&err, "next", s.b.fg.Enable())
 	}
 	if s.pending != 0 {
@@ -29,7 +29,7 @@ func (s *Subscriber[T]) Next(ctx context.Context) (v T, err error) {
 
 // TryNext is Next that never waits: ErrEmpty when nothing is there.
 func (s *Subscriber[T]) TryNext() (v T, err error) {
-	if s.b.guardAll {
+	if s.b.fg.GuardsEachCall() {
 		defer s.b.fg.Guard(&err, "next", s.b.fg.Enable())
 	}
 	if s.pending != 0 {
@@ -110,7 +110,7 @@ func (s *Subscriber[T]) NextBatch(ctx context.Context, buf []T) (n int, err erro
 // subscriber SIGKILLed between Peek and Release sees the messages again
 // when its durable successor resumes.
 func (s *Subscriber[T]) Peek(n int) (p []T, err error) {
-	if s.b.guardAll {
+	if s.b.fg.GuardsEachCall() {
 		defer s.b.fg.Guard(&err, "peek", s.b.fg.Enable())
 	}
 	if s.b.slots == nil {
@@ -150,7 +150,7 @@ func (s *Subscriber[T]) PeekWait(ctx context.Context, n int) ([]T, error) {
 
 // Release consumes the first k messages of the last Peek.
 func (s *Subscriber[T]) Release(k int) (err error) {
-	if s.b.guardAll {
+	if s.b.fg.GuardsEachCall() {
 		defer s.b.fg.Guard(&err, "release", s.b.fg.Enable())
 	}
 	if err := s.b.fg.Err(); err != nil {

@@ -108,9 +108,6 @@ type Map[K comparable, V any] struct {
 	// fg remembers the first memory fault (a truncated segment) any call
 	// caught; afterwards every call but Close returns its error.
 	fg faultguard.Latch
-	// guardAll is set by WithFaultGuard: the per-key calls run under the
-	// guard too, not only the slow paths.
-	guardAll bool
 }
 
 // Close unmaps the map. The segment stays until Remove. Close must not race
@@ -138,8 +135,10 @@ func (m *Map[K, V]) check(op string) error {
 // memory fault inside the mapping makes the results zero, false and the
 // latch's error (if errp is not nil); any other panic goes on.
 func (m *Map[K, V]) guardRead(v *V, ok *bool, errp *error, op string, a faultguard.Armed) {
+	// Unarmed: the locked read path on a segment that cannot fault (see
+	// faultguard.Latch.Guard).
 	if a == faultguard.Unarmed {
-		return // see faultguard.Latch.Guard
+		return
 	}
 	if m.fg.Catch(recover(), a, errp, op) {
 		*v, *ok = *new(V), false

@@ -83,13 +83,13 @@ func create[K comparable, V any](spec string, capacity int, cfg options.Config, 
 	if err != nil {
 		return nil, err
 	}
-	m, err := attach[K, V](s, ks, vs)
+	m, err := attach[K, V](s, ks, vs, c.faultGuard)
 	if err != nil {
 		_ = s.Close()
 		_ = segment.Remove(spec)
 		return nil, err
 	}
-	m.lockTimeout, m.guardAll = c.lockTimeout, c.faultGuard && m.fg.Needed()
+	m.lockTimeout = c.lockTimeout
 	return m, nil
 }
 
@@ -114,21 +114,21 @@ func open[K comparable, V any](spec string, cfg options.Config, c mapSettings) (
 	if err != nil {
 		return nil, err
 	}
-	m, err := attach[K, V](s, ks, vs)
+	m, err := attach[K, V](s, ks, vs, c.faultGuard)
 	if err != nil {
 		_ = s.Close()
 		return nil, err
 	}
-	m.lockTimeout, m.guardAll = c.lockTimeout, c.faultGuard && m.fg.Needed()
+	m.lockTimeout = c.lockTimeout
 	return m, nil
 }
 
 // attach validates the map geometry in the (already validated, private)
 // header copy against the regions and builds the handle. It runs under the
 // fault guard (the mapping may already be truncated).
-func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (m *Map[K, V], err error) {
+func attach[K comparable, V any](s *layout.Segment, ks, vs []span, guardEachCall bool) (m *Map[K, V], err error) {
 	var fg faultguard.Latch
-	fg.Init("shmmap", s.Raw().Spec().String(), s.Raw())
+	fg.Init("shmmap", s.Raw().Spec().String(), s.Raw(), false)
 	defer func(a faultguard.Armed) {
 		if fg.Catch(recover(), a, &err, "attach") {
 			m = nil
@@ -176,6 +176,6 @@ func attach[K comparable, V any](s *layout.Segment, ks, vs []span) (m *Map[K, V]
 		readOnly:   s.Raw().ReadOnly(),
 		spec:       s.Raw().Spec().String(),
 	}
-	m.fg.Init("shmmap", m.spec, s.Raw())
+	m.fg.Init("shmmap", m.spec, s.Raw(), guardEachCall)
 	return m, nil
 }

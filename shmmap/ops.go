@@ -19,7 +19,7 @@ func (m *Map[K, V]) update(op string, k K, fn func(v V, ok bool) (nv V, keep boo
 	if err := m.check(op); err != nil {
 		return err
 	}
-	if m.guardAll {
+	if m.fg.GuardsEachCall() {
 		defer m.fg.Guard(&err, op, m.fg.Enable())
 	}
 	if err := m.updateErr(k, fn); err != nil {

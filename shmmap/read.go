@@ -18,7 +18,7 @@ const (
 // writer for more than a few of its critical sections and never returns a
 // torn value; see Load for errors.
 func (m *Map[K, V]) Get(k K) (v V, ok bool) {
-	if m.guardAll {
+	if m.fg.GuardsEachCall() {
 		return m.getGuarded(k)
 	}
 	// The first optimistic attempt, written out flat in Get itself: this
@@ -84,7 +84,7 @@ func (m *Map[K, V]) Load(k K) (v V, ok bool, err error) {
 	if err := m.check("load"); err != nil {
 		return v, false, err
 	}
-	if m.guardAll {
+	if m.fg.GuardsEachCall() {
 		defer m.guardRead(&v, &ok, &err, "load", m.fg.Enable())
 	}
 	return m.load(&k)

@@ -81,7 +81,7 @@ func (m *Map[K, V]) Stats() (st Stats, err error) {
 func Inspect(s *layout.Segment) (st Stats, err error) {
 	spec := s.Raw().Spec().String()
 	var fg faultguard.Latch
-	fg.Init("shmmap", spec, s.Raw())
+	fg.Init("shmmap", spec, s.Raw(), false)
 	defer func(a faultguard.Armed) {
 		if fg.Catch(recover(), a, &err, "inspect") {
 			st = Stats{}

@@ -15,7 +15,7 @@ func (m *Map[K, V]) Put(k K, v V) (err error) {
 	if err := m.check("put"); err != nil {
 		return err
 	}
-	if m.guardAll {
+	if m.fg.GuardsEachCall() {
 		defer m.fg.Guard(&err, "put", m.fg.Enable())
 	}
 	tag, sh := m.tagOf(&k)
@@ -176,7 +176,7 @@ func (m *Map[K, V]) loadAndDelete(k K) (v V, loaded bool, err error) {
 	if err := m.check("delete"); err != nil {
 		return v, false, err
 	}
-	if m.guardAll {
+	if m.fg.GuardsEachCall() {
 		defer m.guardRead(&v, &loaded, &err, "delete", m.fg.Enable())
 	}
 	tag, sh := m.tagOf(&k)

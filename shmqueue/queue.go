@@ -32,9 +32,6 @@ type Queue[T any] struct {
 	// every later call but Close returns it. See "Truncated segments" in
 	// the package documentation.
 	fg faultguard.Latch
-	// guardAll is set by WithFaultGuard: the per-item calls run under the
-	// fault guard too.
-	guardAll bool
 }
 
 // Queue is a sync.Waitable.
@@ -164,10 +161,8 @@ func attach[T any](seg *layout.Segment, spec string, cfg options.Config, sem *sy
 	}
 	policy := cfg.PolicyOr(DefaultWaitPolicy)
 	q := &Queue[T]{seg: seg, spec: spec, backend: Backend(h.Params[paramBackend])}
-	q.fg.Init("shmqueue", spec, seg.Raw())
-	if s, ok := cfg.Own.(*settings); ok {
-		q.guardAll = s.faultGuard && q.fg.Needed()
-	}
+	s, _ := cfg.Own.(*settings)
+	q.fg.Init("shmqueue", spec, seg.Raw(), s != nil && s.faultGuard)
 	if err := q.attachBackend(seg, cp, policy, sem); err != nil {
 		return nil, err
 	}
@@ -335,7 +330,7 @@ func (q *Queue[T]) TryPush(v T) error {
 // without WithFaultGuard never calls (they cost the per-item path a third
 // of its time).
 func (q *Queue[T]) pushOne(ctx context.Context, v T, block bool) error {
-	if q.unusable() || q.guardAll {
+	if q.unusable() || q.fg.GuardsEachCall() {
 		return q.pushChecked(ctx, v, block)
 	}
 	return q.wrap("push", q.b.pushOne(ctx, v, block))
@@ -345,7 +340,7 @@ func (q *Queue[T]) pushChecked(ctx context.Context, v T, block bool) (err error)
 	if err := q.check("push"); err != nil {
 		return err
 	}
-	if q.guardAll {
+	if q.fg.GuardsEachCall() {
 		defer q.fg.Guard(&err, "push", q.fg.Enable())
 	}
 	return q.wrap("push", q.b.pushOne(ctx, v, block))
@@ -386,7 +381,7 @@ func (q *Queue[T]) TryPop() (T, error) {
 
 // popOne is Pop (block) and TryPop; see pushOne.
 func (q *Queue[T]) popOne(ctx context.Context, block bool) (T, error) {
-	if q.unusable() || q.guardAll {
+	if q.unusable() || q.fg.GuardsEachCall() {
 		return q.popChecked(ctx, block)
 	}
 	v, err := q.b.popOne(ctx, block)
@@ -397,7 +392,7 @@ func (q *Queue[T]) popChecked(ctx context.Context, block bool) (v T, err error) 
 	if err := q.check("pop"); err != nil {
 		return v, err
 	}
-	if q.guardAll {
+	if q.fg.GuardsEachCall() {
 		defer q.fg.Guard(&err, "pop", q.fg.Enable())
 	}
 	v, err = q.b.popOne(ctx, block)

@@ -67,7 +67,7 @@ func (q *Queue[T]) Stats() (s Stats, err error) {
 func Inspect(s *layout.Segment) (st Stats, err error) {
 	spec := s.Raw().Spec().String()
 	var fg faultguard.Latch
-	fg.Init("shmqueue", spec, s.Raw())
+	fg.Init("shmqueue", spec, s.Raw(), false)
 	defer fg.Guard(&err, "inspect", fg.Enable())
 	wrap := func(err error) error { return layout.WrapOp("shmqueue", "inspect", spec, err) }
 	h := s.Header()

@@ -35,7 +35,7 @@ import (
 // MaxRecord or past the published tail, padding that does not end at the
 // region end) gives an error wrapping ErrCorrupt.
 func (r *ByteRing) Read() ([]byte, error) {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedRead()
 	}
 	return r.doRead()
@@ -102,7 +102,7 @@ func (r *ByteRing) badRecord(pos uint64, what string, v uint64) error {
 
 // ReadWait is Read that blocks while the ring is empty, until ctx is done.
 func (r *ByteRing) ReadWait(ctx context.Context) ([]byte, error) {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedReadWait(ctx)
 	}
 	return r.doReadWait(ctx)
@@ -128,7 +128,7 @@ func (r *ByteRing) doReadWait(ctx context.Context) ([]byte, error) {
 // Release frees every record returned by Read since the last Release (one
 // atomic store) and wakes a parked producer.
 func (r *ByteRing) Release() error {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedRelease()
 	}
 	return r.doRelease()
@@ -160,7 +160,7 @@ func (r *ByteRing) doRelease() error {
 // length. If buf is too small it returns an error wrapping io.ErrShortBuffer
 // that names the needed size and leaves the record in the ring.
 func (r *ByteRing) ReadInto(ctx context.Context, buf []byte) (int, error) {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedReadInto(ctx, buf)
 	}
 	return r.doReadInto(ctx, buf)

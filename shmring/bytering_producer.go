@@ -36,7 +36,7 @@ func (r *ByteRing) plan(n int) (pad, total uint64) {
 // fault guard (see "Truncated segments" in the package doc). A producer
 // killed before Commit leaves nothing visible.
 func (r *ByteRing) Reserve(n int) ([]byte, error) {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedReserve(n)
 	}
 	return r.doReserve(n)
@@ -84,7 +84,7 @@ func (r *ByteRing) doReserve(n int) ([]byte, error) {
 // ReserveWait is Reserve that blocks while the ring lacks room, until ctx
 // is done.
 func (r *ByteRing) ReserveWait(ctx context.Context, n int) ([]byte, error) {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedReserveWait(ctx, n)
 	}
 	return r.doReserveWait(ctx, n)
@@ -111,7 +111,7 @@ func (r *ByteRing) doReserveWait(ctx context.Context, n int) ([]byte, error) {
 // Commit publishes the first k bytes of the last Reserve as one record
 // (k may be less than reserved, not more) and wakes a parked consumer.
 func (r *ByteRing) Commit(k int) error {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedCommit(k)
 	}
 	return r.doCommit(k)
@@ -143,7 +143,7 @@ func (r *ByteRing) doCommit(k int) error {
 // Write copies p into the ring as one record, blocking while there is no
 // room until ctx is done.
 func (r *ByteRing) Write(ctx context.Context, p []byte) error {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedWrite(ctx, p)
 	}
 	return r.doWrite(ctx, p)
@@ -166,7 +166,7 @@ func (r *ByteRing) doWrite(ctx context.Context, p []byte) error {
 // TryWrite copies p into the ring as one record if there is room now
 // (else an error wrapping ErrFull).
 func (r *ByteRing) TryWrite(p []byte) error {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedTryWrite(p)
 	}
 	return r.doTryWrite(p)

@@ -45,10 +45,7 @@ type core struct {
 	// guardP) and the error of the first memory fault any call of this
 	// handle caught; every later call (but Close) returns it.
 	fg faultguard.Latch
-	// guardAll is set by WithFaultGuard: every call runs under the fault
-	// guard, the per-item fast paths included (see the package doc).
-	guardAll bool
-	_        [layout.LineSize]byte
+	_  [layout.LineSize]byte
 
 	// Producer side.
 	pstate    uint8
@@ -77,11 +74,9 @@ type core struct {
 func (c *core) init(seg *layout.Segment, ctl *control, capacity uint64, cfg options.Config) {
 	c.seg, c.ctl, c.cap, c.mask = seg, ctl, capacity, capacity-1
 	c.name = seg.Raw().Spec().String()
-	c.fg.Init("shmring", c.name, seg.Raw())
+	s, _ := cfg.Own.(*settings)
+	c.fg.Init("shmring", c.name, seg.Raw(), s != nil && s.faultGuard)
 	c.policy = cfg.PolicyOr(defaultPolicy)
-	if s, ok := cfg.Own.(*settings); ok {
-		c.guardAll = s.faultGuard && c.fg.Needed()
-	}
 	c.roomReady = func() bool {
 		ok, err := c.refreshHead(c.need)
 		if err != nil {
@@ -154,7 +149,7 @@ func (c *core) refreshTail(pos uint64) (bool, error) {
 // the bus makes for a subscriber's reload of the tail). Blocking calls guard
 // their waits, which re-load the cursor, in every handle.
 func (c *core) refreshHeadGuarded(need uint64) (ok bool, err error) {
-	if !c.guardAll {
+	if !c.fg.GuardsEachCall() {
 		return c.refreshHead(need)
 	}
 	defer c.guardP(&err, "refresh head", c.fg.Enable())
@@ -163,7 +158,7 @@ func (c *core) refreshHeadGuarded(need uint64) (ok bool, err error) {
 
 // refreshTailGuarded is refreshHeadGuarded for the consumer.
 func (c *core) refreshTailGuarded(pos uint64) (ok bool, err error) {
-	if !c.guardAll {
+	if !c.fg.GuardsEachCall() {
 		return c.refreshTail(pos)
 	}
 	defer c.guardC(&err, "refresh tail", c.fg.Enable())

@@ -16,13 +16,16 @@ var ErrTruncated = faultguard.ErrTruncated
 // faultErr returns the error of a fault this handle caught, or nil.
 func (c *core) faultErr() error { return c.fg.Err() }
 
-// guardP is deferred by every producer method, with the result of
-// c.fg.Enable(): a memory fault inside the segment's mapping becomes
+// guardP is deferred, with the result of c.fg.Enable(), by the producer's
+// guarded calls (batch calls and slow paths always, per-item calls under
+// WithFaultGuard): a memory fault inside the segment's mapping becomes
 // the handle's fault error (in *errp, if not nil) and leaves the producer
 // side faulted; any other panic goes on.
 func (c *core) guardP(errp *error, op string, a faultguard.Armed) {
+	// Unarmed: a batch call or slow path on a segment that cannot fault
+	// (see faultguard.Latch.Guard).
 	if a == faultguard.Unarmed {
-		return // see faultguard.Latch.Guard
+		return
 	}
 	if c.fg.Catch(recover(), a, errp, op) {
 		c.pstate = roleFaulted
@@ -32,7 +35,7 @@ func (c *core) guardP(errp *error, op string, a faultguard.Armed) {
 // guardC is guardP for consumer methods.
 func (c *core) guardC(errp *error, op string, a faultguard.Armed) {
 	if a == faultguard.Unarmed {
-		return // see faultguard.Latch.Guard
+		return // as in guardP
 	}
 	if c.fg.Catch(recover(), a, errp, op) {
 		c.cstate = roleFaulted

@@ -19,7 +19,7 @@ func (r *Ring[T]) Pop(ctx context.Context) (v T, err error) {
 	// Small enough to inline; the item is copied from the slot straight
 	// into v (returning it by value through each call level cost a copy
 	// per level, which a large T feels).
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		err = r.guardedPop(ctx, &v)
 	} else {
 		err = r.doPop(ctx, &v)
@@ -62,7 +62,7 @@ func (r *Ring[T]) doPop(ctx context.Context, v *T) error {
 // claimed, the ring is closed, or the cursors are corrupt (Pop reports
 // which).
 func (r *Ring[T]) TryPop() (v T, ok bool) {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		ok = r.guardedTryPop(&v)
 	} else {
 		ok = r.doTryPop(&v)
@@ -117,7 +117,7 @@ func (r *Ring[T]) doTryPop(v *T) bool {
 // A consumer SIGKILLed between Peek and Advance leaves the items in the
 // ring: whoever consumes next sees them again.
 func (r *Ring[T]) Peek(n int) ([]T, error) {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedPeek(n)
 	}
 	return r.doPeek(n)
@@ -159,7 +159,7 @@ func (r *Ring[T]) doPeek(n int) ([]T, error) {
 // PeekWait is Peek that blocks until at least one item is available (or
 // ctx is done). It returns at least one item on success.
 func (r *Ring[T]) PeekWait(ctx context.Context, n int) ([]T, error) {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedPeekWait(ctx, n)
 	}
 	return r.doPeekWait(ctx, n)
@@ -186,7 +186,7 @@ func (r *Ring[T]) doPeekWait(ctx context.Context, n int) ([]T, error) {
 // count. The remaining peeked items stay in the ring; Peek returns them
 // again.
 func (r *Ring[T]) Advance(k int) error {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedAdvance(k)
 	}
 	return r.doAdvance(k)

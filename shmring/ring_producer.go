@@ -17,7 +17,7 @@ func (r *Ring[T]) Push(ctx context.Context, v T) error {
 	// Small enough to inline, and the rest takes v by pointer: a large T
 	// is copied once into the caller's argument and once into the slot
 	// (passing it on by value cost a copy per call level).
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedPush(ctx, &v)
 	}
 	return r.doPush(ctx, &v)
@@ -51,7 +51,7 @@ func (r *Ring[T]) doPush(ctx context.Context, v *T) error {
 // cannot be claimed, the ring is closed, or the cursors are corrupt (Push
 // reports which).
 func (r *Ring[T]) TryPush(v T) bool {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedTryPush(&v)
 	}
 	return r.doTryPush(&v)
@@ -98,7 +98,7 @@ func (r *Ring[T]) doTryPush(v *T) bool {
 //
 // A producer SIGKILLed between Claim and Publish leaves nothing visible.
 func (r *Ring[T]) Claim(n int) ([]T, error) {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedClaim(n)
 	}
 	return r.doClaim(n)
@@ -140,7 +140,7 @@ func (r *Ring[T]) doClaim(n int) ([]T, error) {
 // ClaimWait is Claim that blocks until at least one slot is free (or ctx is
 // done). It returns at least one slot on success.
 func (r *Ring[T]) ClaimWait(ctx context.Context, n int) ([]T, error) {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedClaimWait(ctx, n)
 	}
 	return r.doClaimWait(ctx, n)
@@ -166,7 +166,7 @@ func (r *Ring[T]) doClaimWait(ctx context.Context, n int) ([]T, error) {
 // (one atomic store) and wakes it if it is parked. The rest of the claim,
 // if any, is dropped. k must not exceed the claimed count.
 func (r *Ring[T]) Publish(k int) error {
-	if r.guardAll {
+	if r.fg.GuardsEachCall() {
 		return r.guardedPublish(k)
 	}
 	return r.doPublish(k)

@@ -170,7 +170,7 @@ func ReleaseDeadRoles(s *layout.Segment) (released []RoleHolder, err error) {
 		return nil, err
 	}
 	var fg faultguard.Latch
-	fg.Init("shmring", s.Raw().Spec().String(), s.Raw())
+	fg.Init("shmring", s.Raw().Spec().String(), s.Raw(), false)
 	defer fg.Guard(&err, "release dead roles", fg.Enable())
 	return owner.ReleaseDead(&ctl.producer, &ctl.consumer), nil
 }

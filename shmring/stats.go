@@ -94,6 +94,6 @@ func Inspect(s *layout.Segment) (RingStats, error) {
 		return RingStats{}, err
 	}
 	c := core{ctl: ctl, cap: capacity, mask: capacity - 1, name: s.Raw().Spec().String()}
-	c.fg.Init("shmring", c.name, s.Raw())
+	c.fg.Init("shmring", c.name, s.Raw(), false)
 	return c.stats(h.Kind)
 }

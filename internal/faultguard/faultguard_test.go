@@ -141,7 +141,9 @@ func latchArmed(l *Latch) (armed bool) {
 
 // TestLatchUnarmed: a latch for a segment that cannot shrink arms nothing
 // (the guarded call runs with panic-on-fault off and leaves it off), one
-// for a shrinkable segment arms it, and the zero Latch is guarded.
+// for a shrinkable segment arms it, and the zero Latch is guarded. Per-item
+// calls are guarded (GuardsEachCall) only where asked for and the segment
+// can shrink.
 func TestLatchUnarmed(t *testing.T) {
 	sealed, err := segment.Create("memfd:"+testproc.UniqueName("latch"), 4096)
 	if err != nil {
@@ -155,8 +157,25 @@ func TestLatchUnarmed(t *testing.T) {
 	t.Cleanup(func() { posix.Close(); _ = segment.Remove(posix.Spec().String()) })
 
 	var fixed, shrinkable, zero Latch
-	fixed.Init("pkg", "memfd:x", sealed)
-	shrinkable.Init("pkg", "posix:/x", posix)
+	fixed.Init("pkg", "memfd:x", sealed, true)
+	shrinkable.Init("pkg", "posix:/x", posix, true)
+	if fixed.GuardsEachCall() {
+		t.Error("a sealed memfd's latch guards each call")
+	}
+	if !shrinkable.GuardsEachCall() {
+		t.Error("a posix segment's latch asked to guard each call does not")
+	}
+	if zero.GuardsEachCall() {
+		t.Error("the zero Latch guards each call")
+	}
+	var unasked Latch
+	unasked.Init("pkg", "posix:/x", posix, false)
+	if unasked.GuardsEachCall() {
+		t.Error("a latch not asked to guard each call does")
+	}
+	if !latchArmed(&unasked) {
+		t.Error("panic-on-fault off inside a call guarded by a posix segment's latch not asked to guard each call")
+	}
 	if fixed.Enable() != Unarmed {
 		t.Error("a sealed memfd's latch armed the guard")
 	}

@@ -36,13 +36,16 @@ type Latch struct {
 	pkg, spec   string
 	mapping     Region
 	cannotFault bool // no peer can make the mapping fault: Enable arms nothing
+	eachCall    bool // see GuardsEachCall
 	err         atomic.Pointer[error]
 }
 
 // Init sets up l for segment seg (its whole mapping) of structure package
-// pkg at spec.
-func (l *Latch) Init(pkg, spec string, seg *segment.Segment) {
+// pkg at spec. guardEachCall is the handle's WithFaultGuard setting (false
+// for a latch that guards one call, such as an Inspect's).
+func (l *Latch) Init(pkg, spec string, seg *segment.Segment, guardEachCall bool) {
 	l.init(pkg, spec, seg.Bytes(), seg.CannotFault())
+	l.eachCall = guardEachCall && !l.cannotFault
 }
 
 func (l *Latch) init(pkg, spec string, b []byte, cannotFault bool) {
@@ -69,10 +72,13 @@ func (l *Latch) Enable() Armed {
 	return enable()
 }
 
-// Needed reports whether calls on l's mapping need the guard (false for a
-// segment that cannot fault), for a handle deciding whether to guard its
-// per-item calls as a whole.
-func (l *Latch) Needed() bool { return !l.cannotFault }
+// GuardsEachCall reports whether the handle's per-item calls run under the
+// guard: only with WithFaultGuard, and never on a segment that cannot fault.
+// Otherwise they skip it altogether, Enable and defer included: the guard
+// costs several times a 5-10 ns push or pop. Batch calls and slow paths are
+// guarded either way. It reads one field, so it inlines and the per-item
+// calls that test it stay small enough to inline.
+func (l *Latch) GuardsEachCall() bool { return l.eachCall }
 
 // Region is the mapping l guards.
 func (l *Latch) Region() Region { return l.mapping }
@@ -122,9 +128,11 @@ func (l *Latch) Catch(r any, a Armed, errp *error, op string) bool {
 //
 // Unarmed, it returns before recover() and Catch: they cost as much as the
 // armed guard (BenchmarkUnarmed: about 4.5 ns with the early return, 9-11
-// without, against 9-10 armed). The deferred guards of the hot paths
-// (shmring's guardP and guardC, shmmap's guardRead) return early the same
-// way; a panic then goes on untouched.
+// without, against 9-10 armed). That serves the calls guarded on every
+// handle (batch calls, slow paths, attach): per-item calls on a segment
+// that cannot fault skip the guard altogether (GuardsEachCall). shmring's
+// guardP and guardC and shmmap's guardRead return early the same way; a
+// panic then goes on untouched.
 func (l *Latch) Guard(errp *error, op string, a Armed) {
 	if a == Unarmed {
 		return

@@ -116,10 +116,10 @@ func (s *Stopwatch) Elapsed() time.Duration { return time.Since(s.start) }
 // Best returns the per-operation time of the fastest full chunk, or the
 // mean so far if no chunk completed.
 func (s *Stopwatch) Best() time.Duration {
-	if s.n < ChunkOps && s.n > 0 {
+	if s.n > 0 && s.chunks.best == 0 {
 		return s.Elapsed() / time.Duration(s.n)
 	}
-	return s.chunks.Best()
+	return s.chunks.best
 }
 
 // PerSecond returns messages (or round trips) per second.

@@ -70,7 +70,7 @@ COMPARISONS = [
      "cfloor:ring_pair_rtt_ns", "anchor:floor_spin_rtt_ns", False, "-"),
     ("Bare ring pair RTT, mean (shmbench pingpong/spin-ring: slot + tail per hand-off, nothing else) vs C spin floor",
      "shmbench:pingpong/spin-ring:mean", "anchor:floor_spin_rtt_ns", False, "-"),
-    ("Ring ping-pong RTT, best 1k, default policy vs the bare ring pair's best 1k (the protocol's own floor)",
+    ("Ring ping-pong RTT, best 1k, default policy vs the bare Go ring pair's best 1k (shmbench pingpong/spin-ring: the same protocol in plain Go, a reference, not a floor)",
      "shmbench:pingpong/ring-default:best", "shmbench:pingpong/spin-ring:best", False, "-"),
     ("Queue natural use, 8 B (as above) vs shmqueue's claim protocol in bare C, one producer and one consumer process, sequence words stored with release stores as shmqueue's light wakes do (protocol_floor vyukov_8B_release)",
      "shmbench:throughput/queue-futex-natural/8B:Mps", "cfloor:vyukov_8B_release", True, "-"),

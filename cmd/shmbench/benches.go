@@ -79,7 +79,7 @@ func allBenches() []*bench {
 	pp("posix-mq", "POSIX message queues", "2 procs", 100_000, endpointPingPong("posix-mq"))
 	pp("chan", "Go channels (in-process bound)", "goroutines", 1_000_000, chanPingPong)
 	pp("spin-word", "bare shared word, spinning (floor)", "2 procs", 500_000, baselineWordPingPong(baseline.SpinPingPong))
-	pp("spin-ring", "bare ring pair: slot + tail per hand-off, spinning (protocol floor)", "2 procs", 500_000, baselineWordPingPong(baseline.SpinRingPingPong))
+	pp("spin-ring", "bare ring pair in plain Go: slot + tail per hand-off, spinning (reference)", "2 procs", 500_000, baselineWordPingPong(baseline.SpinRingPingPong))
 	pp("futex-word", "bare shared word, futex wait/wake every time", "2 procs", 100_000, baselineWordPingPong(baseline.FutexPingPong))
 	pp("ring-spin", "shmkit Ring pair, SpinOnly", "2 procs", 500_000, ringPingPong("spin"))
 	pp("ring-park", "shmkit Ring pair, ParkOnly", "2 procs", 100_000, ringPingPong("park"))

@@ -175,10 +175,12 @@ func spinRingSink(count, size int) error {
 // 8-byte slots in one memfd, this process pushing item i on one and the
 // child echoing it back on the other, each side spinning on the tail it
 // reads, then copying the slot out and storing its head, as a Ring
-// ping-pong does per hand-off and with nothing else. It is the floor of
-// the Ring ping-pong rows for this protocol: a hand-off moves the slot's
-// cache line and the tail's, where the bare word ping-pong (SpinPingPong)
-// moves one.
+// ping-pong does per hand-off and with nothing else: a hand-off moves the
+// slot's cache line and the tail's, where the bare word ping-pong
+// (SpinPingPong) moves one. It is a reference for the Ring ping-pong rows,
+// not their floor: shmkit's rings have run faster than this loop since
+// Notify inlines (docs/BENCHMARKS.md); the C ring pair in
+// scripts/protocol_floor.c is the protocol's floor.
 func SpinRingPingPong(count int) (Result, error) {
 	res := Result{Name: "spin-ring", Kind: "pingpong", Count: count, Size: 8}
 	if count < 1 {

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -152,9 +151,9 @@ func fixture(t *testing.T) string {
 	t.Helper()
 	if !fixtureOnce.done {
 		fixtureOnce.done = true
-		goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-		if _, err := os.Stat(goBin); err != nil {
-			goBin = "go"
+		goBin, err := testproc.GoTool()
+		if err != nil {
+			goBin = "go" // the build below says what is missing
 		}
 		dir, err := os.MkdirTemp("", "shmkit-gofixture-")
 		if err == nil {

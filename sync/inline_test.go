@@ -3,10 +3,10 @@ package sync_test
 import (
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/shmkit/shmkit/internal/testproc"
 )
 
 // TestNotifyInlines: Notify and Waiting inline, and the ring's publish
@@ -16,11 +16,8 @@ func TestNotifyInlines(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds two packages with -gcflags=-m")
 	}
-	goTool := "go"
-	if root := runtime.GOROOT(); root != "" {
-		goTool = filepath.Join(root, "bin", "go")
-	}
-	if _, err := exec.LookPath(goTool); err != nil {
+	goTool, err := testproc.GoTool()
+	if err != nil {
 		t.Skipf("no go tool to ask the compiler with: %v", err)
 	}
 	cmd := exec.Command(goTool, "build", "-gcflags=-m", "-o", os.DevNull, ".", "../shmring")

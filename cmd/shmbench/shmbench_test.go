@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shmkit/shmkit/internal/testproc"
 )
 
 // TestQuickRun builds shmbench (without -race: the measurement loops are
@@ -19,7 +21,7 @@ import (
 // positive numbers, that the charts and the markdown section are written,
 // and that nothing is left in /dev/shm.
 func TestQuickRun(t *testing.T) {
-	goCmd, err := exec.LookPath("go")
+	goCmd, err := testproc.GoTool()
 	if err != nil {
 		t.Skip("no go command to build shmbench with")
 	}

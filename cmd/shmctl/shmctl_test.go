@@ -56,7 +56,12 @@ func shmctlBin(t *testing.T) string {
 			return
 		}
 		binPath = filepath.Join(binDir, "shmctl")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		goTool, err := testproc.GoTool()
+		if err != nil {
+			buildErr = fmt.Errorf("no go tool to build shmctl with: %w", err)
+			return
+		}
+		out, err := exec.Command(goTool, "build", "-o", binPath, ".").CombinedOutput()
 		if err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -5,6 +5,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/shmkit/shmkit/internal/testproc"
 )
 
 // Building shmkit for another OS fails, and every failing package's first
@@ -13,8 +15,12 @@ func TestOtherOSBuildSaysLinuxOnly(t *testing.T) {
 	if testing.Short() {
 		t.Skip("cross-compiles the module for other GOOSes")
 	}
+	goTool, err := testproc.GoTool()
+	if err != nil {
+		t.Fatalf("no go tool to cross-compile with: %v", err)
+	}
 	for _, goos := range []string{"darwin", "windows"} {
-		cmd := exec.Command("go", "build", "github.com/shmkit/shmkit/...")
+		cmd := exec.Command(goTool, "build", "github.com/shmkit/shmkit/...")
 		cmd.Env = append(os.Environ(), "GOOS="+goos, "GOARCH=amd64", "CGO_ENABLED=0")
 		out, err := cmd.CombinedOutput()
 		if err == nil {

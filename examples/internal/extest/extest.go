@@ -54,7 +54,7 @@ func build(t testing.TB, key, workdir, pkg, name string) string {
 		}
 		dir = d // removed by Cleanup, from TestMain
 	}
-	gobin, err := exec.LookPath("go")
+	gobin, err := testproc.GoTool()
 	if err != nil {
 		t.Skipf("no go command to build %s: %v", pkg, err)
 	}

@@ -129,7 +129,7 @@ func (s *Subscriber[T]) avail(ctx context.Context) error {
 func (s *Subscriber[T]) waitData(ctx context.Context) (err error) {
 	defer s.b.fg.Guard(&err, "next", s.b.fg.Enable())
 	s.cerr = nil
-	err = s.b.ctl.notEmpty.WaitPoll(ctx, s.b.policy, s.dataReady, subRecheck, recheck)
+	err = s.b.ctl.notEmpty.WaitPoll(ctx, s.b.policy, s.dataReady, subRecheck, shmsync.LookAgain)
 	if s.cerr != nil {
 		err, s.cerr = s.cerr, nil
 	}
@@ -141,9 +141,6 @@ func (s *Subscriber[T]) waitData(ctx context.Context) (err error) {
 // bound is for what never notifies: a segment truncated under it (the
 // look then faults, and Next reports it instead of sleeping on forever).
 const subRecheck = 100 * time.Millisecond
-
-// recheck is the poll of a subscriber's wait: just look again.
-func recheck() bool { return true }
 
 // advance stores the new cursor and wakes a Block publisher waiting for it.
 func (s *Subscriber[T]) advance(next uint64) {

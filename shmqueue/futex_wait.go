@@ -51,7 +51,7 @@ func (q *futexQueue[T]) wait(ctx context.Context, n *sync.Notifier, s snapshot, 
 		}
 		return false
 	}
-	every, poll := parkRecheck, func() bool { return true }
+	every, poll := parkRecheck, sync.LookAgain
 	if ob == obStuck {
 		every = stuckCheck
 		poll = func() bool {

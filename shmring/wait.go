@@ -14,9 +14,6 @@ import (
 // notifier word a delay instead of a hang.
 const parkRecheck = 100 * time.Millisecond
 
-// recheck is the poll of a blocked call: nothing to repair, just look again.
-func recheck() bool { return true }
-
 // waitRoom blocks until need units are free, ctx is done, or the cursors
 // are found corrupt. The producer role must be held.
 func (c *core) waitRoom(ctx context.Context, need uint64) (err error) {
@@ -27,7 +24,7 @@ func (c *core) waitRoom(ctx context.Context, need uint64) (err error) {
 	if target := c.tail + need - c.cap; c.ctl.notFullAt.Load() != target {
 		c.ctl.notFullAt.Store(target)
 	}
-	err = c.ctl.notFull.WaitPoll(ctx, c.policy, c.roomReady, parkRecheck, recheck)
+	err = c.ctl.notFull.WaitPoll(ctx, c.policy, c.roomReady, parkRecheck, shmsync.LookAgain)
 	if c.perr != nil {
 		err, c.perr = c.perr, nil
 	}
@@ -39,7 +36,7 @@ func (c *core) waitRoom(ctx context.Context, need uint64) (err error) {
 func (c *core) waitData(ctx context.Context, pos uint64) (err error) {
 	defer c.guardC(&err, "wait for data", c.fg.Enable())
 	c.readyPos, c.cerr = pos, nil
-	err = c.ctl.notEmpty.WaitPoll(ctx, c.policy, c.dataReady, parkRecheck, recheck)
+	err = c.ctl.notEmpty.WaitPoll(ctx, c.policy, c.dataReady, parkRecheck, shmsync.LookAgain)
 	if c.cerr != nil {
 		err, c.cerr = c.cerr, nil
 	}

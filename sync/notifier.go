@@ -75,6 +75,12 @@ func (n *Notifier) WaitPoll(ctx context.Context, policy WaitPolicy, ready func()
 	return n.waitPoll(ctx, policy, ready, pollEvery, poll, false)
 }
 
+// LookAgain is the poll of a WaitPoll (or of any periodic look) with
+// nothing to repair: it only asks the waiter to check its condition again,
+// so that a waiter whose peer never notifies (it died, or truncated the
+// segment) is delayed by pollEvery instead of hung.
+func LookAgain() bool { return true }
+
 // WaitPollFenced is WaitPoll for a waiter whose waker may publish the state
 // ready checks with a release store rather than an atomic one (a process
 // where LightWakes holds): after setting the parked bit and before the

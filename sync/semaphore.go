@@ -107,7 +107,7 @@ func (s *Semaphore) WaitContext(ctx context.Context) error {
 		}
 		return futex.WaitContextTimeout(ctx, &s.value, 0, timeout)
 	}
-	err := semPolicy.waitLoop(ctx, s.TryWait, park, parkRecheck, func() bool { return true })
+	err := semPolicy.waitLoop(ctx, s.TryWait, park, parkRecheck, LookAgain)
 	if registered {
 		atomic.AddUint32(&s.waiters, ^uint32(0))
 		// Giving up, we may have consumed a wake meant for a waiter that

@@ -119,8 +119,7 @@ func (w *WaitSet) Wait(ctx context.Context) (int, error) {
 		_, err := futex.WaitAny(ctx, w.addrs, w.vals, timeout)
 		return err
 	}
-	lookAgain := func() bool { return true }
-	if err := w.policy.waitLoop(ctx, ready, park, waitSetRecheck, lookAgain); err != nil {
+	if err := w.policy.waitLoop(ctx, ready, park, waitSetRecheck, LookAgain); err != nil {
 		return -1, err
 	}
 	return found, nil
